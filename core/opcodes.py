@@ -1,0 +1,141 @@
+"""ZooKeeper's op codes (ZooDefs.OpCode), create modes, permissions and watch-event constants."""
+
+from __future__ import annotations
+
+import enum
+
+
+class OpCode(enum.IntEnum):
+    """ZooDefs.OpCode: RequestHeader.type, TxnHeader.type and MultiHeader.type."""
+
+    notification = 0
+    create = 1
+    delete = 2
+    exists = 3
+    getData = 4
+    setData = 5
+    getACL = 6
+    setACL = 7
+    getChildren = 8
+    sync = 9
+    ping = 11
+    getChildren2 = 12
+    check = 13
+    multi = 14
+    create2 = 15
+    reconfig = 16
+    checkWatches = 17
+    removeWatches = 18
+    createContainer = 19
+    deleteContainer = 20
+    createTTL = 21
+    multiRead = 22
+    auth = 100
+    setWatches = 101
+    sasl = 102
+    getEphemerals = 103
+    getAllChildrenNumber = 104
+    setWatches2 = 105
+    addWatch = 106
+    whoAmI = 107
+    createSession = -10
+    closeSession = -11
+    error = -1
+
+
+WRITE_OPS = frozenset({
+    OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL, OpCode.delete,
+    OpCode.deleteContainer, OpCode.setData, OpCode.setACL, OpCode.check, OpCode.multi,
+    OpCode.reconfig, OpCode.createSession, OpCode.closeSession,
+})
+CREATE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL})
+READ_OPS_IN_MULTI_READ = frozenset({OpCode.getData, OpCode.getChildren, OpCode.getChildren2, OpCode.exists})
+
+
+class CreateMode(enum.IntEnum):
+    """CreateMode flags of CreateRequest."""
+
+    PERSISTENT = 0
+    EPHEMERAL = 1
+    PERSISTENT_SEQUENTIAL = 2
+    EPHEMERAL_SEQUENTIAL = 3
+    CONTAINER = 4
+    PERSISTENT_WITH_TTL = 5
+    PERSISTENT_SEQUENTIAL_WITH_TTL = 6
+
+    @property
+    def sequential(self) -> bool:
+        return self in (2, 3, 6)
+
+    @property
+    def ephemeral(self) -> bool:
+        return self in (1, 3)
+
+    @property
+    def ttl(self) -> bool:
+        return self in (5, 6)
+
+
+class Perm(enum.IntFlag):
+    """ZooDefs.Perms."""
+
+    READ = 1
+    WRITE = 2
+    CREATE = 4
+    DELETE = 8
+    ADMIN = 16
+    ALL = 31
+
+
+class EventType(enum.IntEnum):
+    """Watcher.Event.EventType."""
+
+    None_ = -1
+    NodeCreated = 1
+    NodeDeleted = 2
+    NodeDataChanged = 3
+    NodeChildrenChanged = 4
+    DataWatchRemoved = 5
+    ChildWatchRemoved = 6
+    PersistentWatchRemoved = 7
+
+
+class KeeperState(enum.IntEnum):
+    """Watcher.Event.KeeperState."""
+
+    Unknown = -1
+    Disconnected = 0
+    SyncConnected = 3
+    AuthFailed = 4
+    ConnectedReadOnly = 5
+    SaslAuthenticated = 6
+    Closed = 7
+    Expired = -112
+
+
+class WatcherType(enum.IntEnum):
+    """Watcher.WatcherType, for checkWatches/removeWatches."""
+
+    Children = 1
+    Data = 2
+    Any = 3
+    Persistent = 4
+    PersistentRecursive = 5
+
+
+class AddWatchMode(enum.IntEnum):
+    """AddWatchMode of addWatch."""
+
+    PERSISTENT = 0
+    PERSISTENT_RECURSIVE = 1
+
+
+# ephemeralOwner markers of EphemeralType (persisted; clients see 0 for both)
+CONTAINER_EPHEMERAL_OWNER = -0x8000000000000000
+TTL_MASK = -0x100000000000000  # 0xff00000000000000 as a signed long
+MAX_TTL = (1 << 40) - 1
+
+
+def ttl_owner(ttl: int) -> int:
+    """The persisted ephemeralOwner of a TTL node (EphemeralType.TTL.toEphemeralOwner)."""
+    return TTL_MASK | ttl

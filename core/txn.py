@@ -1,0 +1,90 @@
+"""Transactions: ZooKeeper's TxnHeader + txn record [+ TxnDigest], decoded and encoded.
+
+These are the bytes of a log entry, of a ZAB PROPOSAL and of what a Store keeps
+(quorum.md 3.1). Every change of the tree, session creation and close included, is a Txn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.jute import JuteError
+from core.opcodes import OpCode
+from core.records import (
+    CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateSessionTxn, CreateTTLTxn,
+    CreateTxn, DeleteTxn, ErrorTxn, MultiTxn, SetACLTxn, SetDataTxn, SubTxn, TxnDigest, TxnHeader,
+)
+
+BODY: dict[int, Any] = {
+    OpCode.create: CreateTxn,
+    OpCode.create2: CreateTxn,
+    OpCode.createContainer: CreateContainerTxn,
+    OpCode.createTTL: CreateTTLTxn,
+    OpCode.delete: DeleteTxn,
+    OpCode.deleteContainer: DeleteTxn,
+    OpCode.setData: SetDataTxn,
+    OpCode.reconfig: SetDataTxn,
+    OpCode.setACL: SetACLTxn,
+    OpCode.check: CheckVersionTxn,
+    OpCode.createSession: CreateSessionTxn,
+    OpCode.closeSession: CloseSessionTxn,
+    OpCode.error: ErrorTxn,
+}
+
+
+@dataclass(slots=True)
+class Txn:
+    """One transaction. For a multi, `body` is the list of (type, record) sub-txns; a
+    closeSession written without a body (closeSessionTxn disabled) has `body` None."""
+
+    header: TxnHeader
+    body: Any
+    digest: TxnDigest | None = None
+
+    @property
+    def zxid(self) -> int:
+        return self.header.zxid
+
+    @property
+    def type(self) -> int:
+        return self.header.type
+
+
+def encode_txn(txn: Txn) -> bytes:
+    """The log-entry payload: TxnHeader, body, then TxnDigest if present."""
+    parts: list[bytes] = []
+    TxnHeader.encode_into(txn.header, parts)
+    if txn.header.type == OpCode.multi:
+        subs = [SubTxn(t, BODY[t].encode(r)) for t, r in txn.body]
+        MultiTxn.encode_into(MultiTxn(subs), parts)
+    elif txn.body is not None:
+        BODY[txn.header.type].encode_into(txn.body, parts)
+    if txn.digest is not None:
+        TxnDigest.encode_into(txn.digest, parts)
+    return b"".join(parts)
+
+
+def decode_txn(data: bytes) -> Txn:
+    """Inverse of encode_txn; raises JuteError on bytes that are not a txn."""
+    header, off = TxnHeader.decode(data, 0)
+    body: Any = None
+    if header.type == OpCode.multi:
+        multi, off = MultiTxn.decode(data, off)
+        body = [(s.type, _decode_sub(s)) for s in multi.txns or ()]
+    elif header.type in BODY:
+        if off < len(data) or header.type != OpCode.closeSession:
+            body, off = BODY[header.type].decode(data, off)
+    else:
+        raise JuteError(f"unknown txn type {header.type}")
+    digest = None
+    if len(data) - off >= 12:
+        digest, off = TxnDigest.decode(data, off)
+    return Txn(header, body, digest)
+
+
+def _decode_sub(sub: SubTxn) -> Any:
+    cls = BODY.get(sub.type)
+    if cls is None:
+        raise JuteError(f"unknown sub-txn type {sub.type}")
+    return cls.decode(sub.data or b"", 0)[0]
