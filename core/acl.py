@@ -1,0 +1,84 @@
+"""ACL checks and ACL fix-up, as ZooKeeper's ZooKeeperServer.checkACL and PrepRequestProcessor.fixupACL.
+
+Schemes come from AuthProvider plugins; `world:anyone` and the `auth` pseudo-scheme are built
+into the rules, and an authenticated `super` id passes every check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from core.errors import Code, ZKError
+from core.interfaces import AuthProvider
+from core.records import ACL, Id
+
+ANYONE = Id("world", "anyone")
+OPEN_ACL_UNSAFE = (ACL(31, ANYONE),)
+READ_ACL_UNSAFE = (ACL(1, ANYONE),)
+
+
+class AccessControl:
+    """Checks permissions against a node's ACL with the installed auth schemes."""
+
+    def __init__(self, providers: Mapping[str, AuthProvider]) -> None:
+        self.providers = dict(providers)
+        self._interned: dict[tuple[tuple[int, str, str], ...], tuple[ACL, ...]] = {}
+
+    def allowed(self, acl: Sequence[ACL], ids: Sequence[Id], perm: int) -> bool:
+        """Whether any of `ids` holds `perm` on a node with `acl` (an empty ACL allows all)."""
+        if not acl:
+            return True
+        for i in ids:
+            if i.scheme == "super":
+                return True
+        for entry in acl:
+            if not entry.perms & perm:
+                continue
+            eid = entry.id
+            if eid.scheme == "world" and eid.id == "anyone":
+                return True
+            provider = self.providers.get(eid.scheme)
+            if provider is None:
+                continue
+            for i in ids:
+                if i.scheme == eid.scheme and provider.matches(i.id, eid.id):
+                    return True
+        return False
+
+    def check(self, acl: Sequence[ACL], ids: Sequence[Id], perm: int) -> None:
+        """Raise ZKError(NOAUTH) unless `allowed`."""
+        if not self.allowed(acl, ids, perm):
+            raise ZKError(Code.NOAUTH)
+
+    def fixup(self, acl: Sequence[ACL] | None, ids: Sequence[Id]) -> tuple[ACL, ...]:
+        """Validate a client's ACL for create/setACL, expanding `auth` entries into the
+        connection's authenticated ids; duplicates are dropped. Raises ZKError(INVALIDACL)."""
+        if not acl:
+            raise ZKError(Code.INVALIDACL)
+        out: list[ACL] = []
+        for entry in acl:
+            eid = entry.id
+            if eid is None or eid.scheme is None or eid.id is None:
+                raise ZKError(Code.INVALIDACL)
+            if eid.scheme == "world" and eid.id == "anyone":
+                out.append(ACL(entry.perms, Id("world", "anyone")))
+            elif eid.scheme == "auth":
+                granted = [i for i in ids if (p := self.providers.get(i.scheme)) is not None and p.is_authenticated]
+                if not granted:
+                    raise ZKError(Code.INVALIDACL)
+                out.extend(ACL(entry.perms, Id(i.scheme, i.id)) for i in granted)
+            else:
+                provider = self.providers.get(eid.scheme)
+                if provider is None or not provider.is_valid(eid.id):
+                    raise ZKError(Code.INVALIDACL)
+                out.append(ACL(entry.perms, Id(eid.scheme, eid.id)))
+        return self.intern(out)
+
+    def intern(self, acl: Sequence[ACL]) -> tuple[ACL, ...]:
+        """One shared tuple per distinct ACL list, in order, without duplicates (nodes share it)."""
+        key = tuple(dict.fromkeys((a.perms, a.id.scheme, a.id.id) for a in acl))
+        found = self._interned.get(key)
+        if found is None:
+            found = tuple(ACL(p, Id(s, i)) for p, s, i in key)
+            self._interned[key] = found
+        return found
