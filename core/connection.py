@@ -1,0 +1,230 @@
+"""One client connection: framing, the handshake, and replies in the session's request order.
+
+Every packet is a 4-byte big-endian length then that many bytes, bounded by jute.maxbuffer
+(a bad length closes the connection; the session lives on). The first packet is a
+ConnectRequest, or a four-letter word spelled by its length bytes. After the handshake each
+request gets a slot in `pending`; a slot is written when it is complete and every slot before
+it has been written. A read queued behind a write runs only when it reaches the head, so it
+sees the session's earlier writes and the watch events they raised go out before its reply.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from core.errors import Code, ZKError
+from core.interfaces import PeerInfo, WatchEvent
+from core.jute import JuteError
+from core.records import ConnectRequest, ConnectResponse, Id, WatcherEvent
+
+if TYPE_CHECKING:
+    from core.server import ZKServer
+
+log = Logger()
+
+_LEN = struct.Struct(">i")
+_HDR = struct.Struct(">ii")
+_REPLY = struct.Struct(">iiqi")  # frame length, xid, zxid, err
+_EVENT = struct.Struct(">iiqiiii")  # length, xid -1, zxid, err 0, type, state, path length
+_DECODE_ERRORS = (JuteError, struct.error, UnicodeError, ValueError)
+_ZERO_PASSWD = bytes(16)
+
+Read = Callable[[], bytes]
+
+
+class Slot:
+    """A reply owed to the client, in request order: ready bytes, or a read to run later."""
+
+    __slots__ = ("reply", "read")
+
+    def __init__(self, reply: bytes | None = None, read: Read | None = None) -> None:
+        self.reply = reply
+        self.read = read
+
+
+def reply_frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
+    """A whole reply packet: length, ReplyHeader, body."""
+    return _REPLY.pack(16 + len(body), xid, zxid, err) + body
+
+
+class ServerConnection(Protocol):
+    """A client's TCP connection. Holds the session binding and the connection's auth ids."""
+
+    server: ZKServer
+
+    def __init__(self, server: ZKServer) -> None:
+        self.server = server
+        self.session_id = 0
+        self.auth_ids: list[Id] = []
+        self.peer = PeerInfo("", 0)
+        self.pending: deque[Slot] = deque()
+        self.out: list[bytes] = []
+        self.buf = bytearray()
+        self.handshaken = False
+        self.closing = False
+        self.wants_read_only_byte = False
+        self.timeout = 0
+        self.sasl: Any = None
+        self.packets_received = 0
+        self.packets_sent = 0
+
+    # -- Twisted --------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        host = getattr(peer, "host", "")
+        self.peer = PeerInfo(host, getattr(peer, "port", 0))
+        self.auth_ids = [Id("ip", host)]
+        if not self.server.connection_opened(self):
+            self.closing = True
+            self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closing = True
+        self.server.connection_closed(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        off = 0
+        end = len(buf)
+        limit = self.server.config.jute_maxbuffer
+        server = self.server
+        while end - off >= 4 and not self.closing:
+            n = _LEN.unpack_from(buf, off)[0]
+            if not self.handshaken and off == 0 and self.packets_received == 0:
+                word = bytes(buf[0:4])
+                answer = server.four_letter(word, self)
+                if answer is not None:
+                    self.transport.write(answer.encode())  # type: ignore[union-attr]
+                    self.closing = True
+                    self.transport.loseConnection()  # type: ignore[union-attr]
+                    return
+            if n < 0 or n > limit:
+                self.drop(f"packet length {n} outside 0..{limit}")
+                return
+            if end - off - 4 < n:
+                break
+            frame = bytes(buf[off + 4:off + 4 + n])
+            off += 4 + n
+            self.packets_received += 1
+            try:
+                if self.handshaken:
+                    server.request(self, frame)
+                else:
+                    self.handshake(frame)
+            except _DECODE_ERRORS as e:
+                self.drop(f"malformed packet: {e}")
+                return
+        del buf[:off]
+        self.flush()
+
+    # -- output ---------------------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        """Queue a whole frame; written at the end of this batch of work."""
+        self.out.append(frame)
+        self.server.dirty.add(self)
+
+    def flush(self) -> None:
+        if self.out:
+            if not self.closing or self.transport is not None:
+                self.packets_sent += len(self.out)
+                self.transport.writeSequence(self.out)  # type: ignore[union-attr]
+            self.out = []
+
+    def drop(self, why: str) -> None:
+        """Close this connection for a protocol error; one log line, the session lives on."""
+        log.info("closing connection from {host}:{port} session 0x{sid:x}: {why}",
+                 host=self.peer.host, port=self.peer.port, sid=self.session_id & (2**64 - 1), why=why)
+        self.close()
+
+    def close(self) -> None:
+        """Write what is queued, then close."""
+        self.flush()
+        self.closing = True
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    # -- the handshake --------------------------------------------------------------------
+
+    def handshake(self, frame: bytes) -> None:
+        req, off = ConnectRequest.decode(frame, 0)
+        self.wants_read_only_byte = len(frame) > off
+        self.server.connect(self, req)
+
+    def connect_response(self, timeout: int, session_id: int, passwd: bytes) -> None:
+        """Answer the handshake (protocolVersion 0), with the readOnly byte if the client sent one."""
+        body = ConnectResponse.encode(ConnectResponse(0, timeout, session_id, passwd))
+        if self.wants_read_only_byte:
+            body += b"\x00"
+        self.send(_LEN.pack(len(body)) + body)
+
+    def refuse_session(self) -> None:
+        """The expired/unknown-session answer: zeros and 16 zero bytes of password, then close."""
+        self.connect_response(0, 0, _ZERO_PASSWD)
+        self.close()
+
+    def bind(self, session_id: int, timeout: int) -> None:
+        self.session_id = session_id
+        self.timeout = timeout
+        self.handshaken = True
+
+    # -- replies in order -----------------------------------------------------------------
+
+    def reply_now_or_queue(self, read: Read) -> None:
+        """A read: run it now if nothing is owed before it, else queue it."""
+        if self.pending:
+            self.pending.append(Slot(read=read))
+        else:
+            self.send(read())
+
+    def owe(self) -> Slot:
+        """A slot for a write's reply, filled by `complete` when the txn commits."""
+        slot = Slot()
+        self.pending.append(slot)
+        return slot
+
+    def complete(self, slot: Slot, reply: bytes) -> None:
+        slot.reply = reply
+        pending = self.pending
+        if pending and pending[0] is slot:
+            self.drain()
+
+    def drain(self) -> None:
+        """Write every slot from the head that is complete, running queued reads."""
+        pending = self.pending
+        while pending:
+            head = pending[0]
+            if head.reply is None:
+                if head.read is None:
+                    return
+                head.reply = head.read()
+            pending.popleft()
+            self.send(head.reply)
+
+    def send_event(self, event: WatchEvent) -> None:
+        """A watch notification (xid -1; the txn's zxid, -1 for setWatches events)."""
+        path = event.path.encode("utf-8", "surrogatepass")
+        self.send(_EVENT.pack(28 + len(path), -1, event.zxid, 0, event.type, event.state, len(path)) + path)
+
+    def error_reply(self, xid: int, e: ZKError) -> bytes:
+        return reply_frame(xid, self.server.tree.last_zxid, e.code)
+
+
+class ClientFactory(Factory):
+    """Builds a ServerConnection per accepted client; holds the server."""
+
+    def __init__(self, server: ZKServer) -> None:
+        self.server = server
+
+    def buildProtocol(self, addr: Any) -> ServerConnection:
+        return ServerConnection(self.server)
+
+
+__all__ = ["ClientFactory", "ServerConnection", "Slot", "reply_frame", "WatcherEvent", "Code"]

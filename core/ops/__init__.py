@@ -1,0 +1,1 @@
+"""Operations endpoints: four-letter words, the AdminServer, metrics."""

@@ -1,0 +1,548 @@
+"""The server: the pipeline that takes a decoded request to its reply.
+
+Reads are answered from the tree on the reactor, in the session's order (core.connection).
+Writes become `Request`s for the consensus backend; every committed txn comes back through
+`commit`, is applied to the tree (which fires watches), and completes the reply of the client
+that asked for it, matched by (session id, cxid), as ZooKeeper's FinalRequestProcessor does.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.logger import Logger
+
+from core import pluginmanager
+from core.acl import AccessControl
+from core.config import Config
+from core.connection import ServerConnection, Slot, reply_frame
+from core.errors import Code, ZKError
+from core.interfaces import Request, WatchEvent
+from core.jute import INT
+from core.opcodes import AddWatchMode, EventType, KeeperState, OpCode, Perm
+from core.ops import fourletter
+from core.records import (
+    ACL, AddWatchRequest, AuthPacket, CheckVersionRequest, ClientInfo, ConnectRequest,
+    Create2Response, CreateRequest, CreateResponse, CreateSessionTxn, CreateTTLRequest,
+    DeleteRequest, ErrorResponse, GetACLResponse, GetAllChildrenNumberResponse,
+    GetChildren2Response, GetChildrenResponse, GetDataResponse, GetEphemeralsResponse, Id,
+    MultiHeader, PathRequest, PathWatchRequest, ReconfigRequest, SetACLRequest, SetDataRequest,
+    SetWatches, SetWatches2, Stat, StatResponse, WatchTypeRequest, WhoAmIResponse,
+)
+from core.sessions import SessionTracker, session_password
+from core.snapshot import deserialize
+from core.storage_thread import StorageThread
+from core.tree import DataTree, Node, TxnResult
+from core.txn import Txn, decode_txn
+from core.watches import CHILD, DATA, PERSISTENT, RECURSIVE, ConnectionDelivery, WatchManager
+
+log = Logger()
+
+_HDR = struct.Struct(">ii")
+_MULTI_END = MultiHeader.encode(MultiHeader(-1, True, -1))
+
+# Request records of the ops that become txns (multi and sync handled on their own).
+WRITE_REQUESTS: dict[int, Any] = {
+    OpCode.create: CreateRequest,
+    OpCode.create2: CreateRequest,
+    OpCode.createContainer: CreateRequest,
+    OpCode.createTTL: CreateTTLRequest,
+    OpCode.delete: DeleteRequest,
+    OpCode.deleteContainer: PathRequest,
+    OpCode.setData: SetDataRequest,
+    OpCode.setACL: SetACLRequest,
+    OpCode.reconfig: ReconfigRequest,
+}
+# Sub-op records inside a multi request.
+MULTI_OPS: dict[int, Any] = {
+    OpCode.create: CreateRequest,
+    OpCode.create2: CreateRequest,
+    OpCode.createContainer: CreateRequest,
+    OpCode.createTTL: CreateTTLRequest,
+    OpCode.delete: DeleteRequest,
+    OpCode.setData: SetDataRequest,
+    OpCode.check: CheckVersionRequest,
+}
+MULTI_READ_OPS = {OpCode.getData: PathWatchRequest, OpCode.getChildren: PathWatchRequest}
+
+
+class MarshallingError(Exception):
+    """A multi holding an op it may not hold: the whole request fails with MARSHALLINGERROR."""
+
+
+class ZKServer:
+    """One member's server: tree, sessions, watches, connections, and the chosen backends."""
+
+    def __init__(self, config: Config, reactor: Any = None,
+                 plugin_manager: pluggy.PluginManager | None = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.config = config
+        self.reactor = reactor
+        self.pm = plugin_manager or pluginmanager.build_plugin_manager()
+        self.pm.hook.zk_configure(config=config)
+        self.access = AccessControl(pluginmanager.auth_providers(self.pm, config))
+        self.watches = WatchManager(lambda acl, ids: self.access.allowed(acl, ids, Perm.READ))
+        self.tree = DataTree(self.watches)
+        self.sessions = SessionTracker(config.server_id, config.tick_time, self.now_ms())
+        store_spec = pluginmanager.pick(pluginmanager.storage_backends(self.pm), config.storage, "storage", config)
+        self.store = store_spec.factory(config)
+        self.storage = StorageThread(reactor)
+        consensus_spec = pluginmanager.pick(pluginmanager.consensus_backends(self.pm), config.consensus, "consensus", config)
+        self.consensus = consensus_spec.factory(config, self.store, self)
+        stages = [s for s in self.pm.hook.zk_watch_delivery(config=config, server=self) if s is not None]
+        self.watches.delivery = [*stages, ConnectionDelivery()]
+        self.connections: dict[int, ServerConnection] = {}  # session id -> its live connection
+        self.all_connections: set[ServerConnection] = set()
+        self.per_host: dict[str, int] = {}
+        self.handshakes: dict[int, ServerConnection] = {}  # session id -> connection awaiting createSession
+        self.waiting: dict[tuple[int, int], tuple[ServerConnection, Slot, int]] = {}
+        self.dirty: set[ServerConnection] = set()
+        self.started_ms = self.now_ms()
+        self.reads: dict[int, tuple[Any, Callable[[ServerConnection, Any], bytes]]] = {
+            OpCode.exists: (PathWatchRequest, self.exists),
+            OpCode.getData: (PathWatchRequest, self.get_data),
+            OpCode.getChildren: (PathWatchRequest, self.get_children),
+            OpCode.getChildren2: (PathWatchRequest, self.get_children2),
+            OpCode.getACL: (PathRequest, self.get_acl),
+            OpCode.getAllChildrenNumber: (PathRequest, self.get_all_children_number),
+            OpCode.getEphemerals: (PathRequest, self.get_ephemerals),
+            OpCode.checkWatches: (WatchTypeRequest, self.check_watches),
+            OpCode.removeWatches: (WatchTypeRequest, self.remove_watches),
+            OpCode.addWatch: (AddWatchRequest, self.add_watch),
+            OpCode.setWatches: (SetWatches, self.set_watches),
+            OpCode.setWatches2: (SetWatches2, self.set_watches),
+        }
+
+    def now_ms(self) -> int:
+        return int(self.reactor.seconds() * 1000)
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    @inlineCallbacks
+    def start(self) -> Any:
+        """Open the store, rebuild the tree and sessions from it, start the consensus."""
+        self.storage.start()
+        yield self.storage.run(self.store.open)
+        snapshot = yield self.storage.run(self.store.load_snapshot)
+        if snapshot is not None:
+            tree, sessions, zxid = deserialize(snapshot[1])
+            tree.listener = self.watches  # type: ignore[attr-defined]
+            self.tree = tree
+            for sid, timeout in sessions.items():
+                self.sessions.add(sid, timeout, self.now_ms())
+        txns = yield self.storage.run(lambda: list(self.store.read_from(self.tree.last_zxid)))
+        for _, payload in txns:
+            self.replay(decode_txn(payload))
+        if txns:
+            log.info("recovered {n} txns up to zxid 0x{z:x}", n=len(txns), z=self.tree.last_zxid)
+        yield self.consensus.start()
+        self.pm.hook.zk_server_started(server=self)
+
+    def replay(self, txn: Txn) -> None:
+        """Apply a logged txn during recovery (no clients yet)."""
+        self.tree.apply(txn)
+        self._track_session(txn)
+
+    @inlineCallbacks
+    def stop(self) -> Any:
+        self.pm.hook.zk_server_stopping(server=self)
+        for conn in list(self.all_connections):
+            conn.close()
+        yield self.consensus.stop()
+        yield self.storage.run(self.store.close)
+        self.storage.stop()
+
+    # -- connections ----------------------------------------------------------------------
+
+    def connection_opened(self, conn: ServerConnection) -> bool:
+        """Admit a connection unless its host is over maxClientCnxns."""
+        host = conn.peer.host
+        count = self.per_host.get(host, 0)
+        limit = self.config.max_client_cnxns
+        if limit and count >= limit:
+            log.warn("Too many connections from {host} - max is {limit}", host=host, limit=limit)
+            return False
+        self.per_host[host] = count + 1
+        self.all_connections.add(conn)
+        return True
+
+    def connection_closed(self, conn: ServerConnection) -> None:
+        if conn not in self.all_connections:
+            return
+        self.all_connections.discard(conn)
+        host = conn.peer.host
+        self.per_host[host] -= 1
+        if not self.per_host[host]:
+            del self.per_host[host]
+        self.watches.remove_watcher(conn)
+        if self.connections.get(conn.session_id) is conn:
+            del self.connections[conn.session_id]
+        self.dirty.discard(conn)
+
+    def four_letter(self, word: bytes, conn: ServerConnection) -> str | None:
+        """The answer to a four-letter word, or None when `word` is not one."""
+        return fourletter.answer(self, word.decode("latin-1"))
+
+    def connect(self, conn: ServerConnection, req: ConnectRequest) -> None:
+        """Handle a ConnectRequest: a new session, or a reconnect to an existing one."""
+        if req.lastZxidSeen > self.tree.last_zxid:
+            conn.drop(f"client has seen zxid 0x{req.lastZxidSeen:x}, ours is 0x{self.tree.last_zxid:x}")
+            return
+        if not self.consensus.is_serving():
+            conn.drop("not serving: no quorum")
+            return
+        cfg = self.config
+        timeout = min(max(req.timeOut, cfg.min_session_timeout), cfg.max_session_timeout)
+        sid = req.sessionId
+        if sid == 0:
+            sid = self.sessions.new_session_id()
+            conn.timeout = timeout
+            self.handshakes[sid] = conn
+            self.consensus.submit(Request(sid, 0, OpCode.createSession, CreateSessionTxn(timeout), b"", []))
+            return
+        old = self.connections.pop(sid, None)
+        if old is not None and old is not conn:
+            old.close()
+        session = self.sessions.sessions.get(sid)
+        if session is None or session.closing or req.passwd != session_password(sid):
+            conn.refuse_session()
+            return
+        session.timeout = timeout
+        self.sessions.touch(sid, self.now_ms())
+        self._bind(conn, sid, timeout)
+
+    def _bind(self, conn: ServerConnection, sid: int, timeout: int) -> None:
+        conn.bind(sid, timeout)
+        self.connections[sid] = conn
+        conn.connect_response(timeout, sid, session_password(sid))
+        log.debug("session 0x{sid:x} bound to {host}:{port}", sid=sid & (2**64 - 1),
+                  host=conn.peer.host, port=conn.peer.port)
+
+    # -- requests -------------------------------------------------------------------------
+
+    def request(self, conn: ServerConnection, frame: bytes) -> None:
+        """Dispatch one request packet of a handshaken connection."""
+        xid, op = _HDR.unpack_from(frame, 0)
+        sid = conn.session_id
+        self.sessions.touch(sid, self.now_ms())
+        read = self.reads.get(op)
+        if read is not None:
+            record = read[0].decode(frame, 8)[0]
+            handler = read[1]
+            conn.reply_now_or_queue(lambda: self._run(conn, xid, handler, record))
+        elif op in WRITE_REQUESTS:
+            self.submit(conn, xid, op, WRITE_REQUESTS[op].decode(frame, 8)[0], frame)
+        elif op == OpCode.ping:
+            conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, 0))
+        elif op == OpCode.multi:
+            try:
+                ops = self._decode_multi(frame, MULTI_OPS)
+            except MarshallingError:
+                conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, Code.MARSHALLINGERROR))
+                return
+            self.submit(conn, xid, op, ops, frame)
+        elif op == OpCode.multiRead:
+            try:
+                reads = self._decode_multi(frame, MULTI_READ_OPS)
+            except MarshallingError:
+                conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, Code.MARSHALLINGERROR))
+                return
+            conn.reply_now_or_queue(lambda: self._multi_read(conn, xid, reads))
+        elif op == OpCode.sync:
+            self.submit(conn, xid, op, PathRequest.decode(frame, 8)[0], frame)
+        elif op == OpCode.closeSession:
+            self.sessions.set_closing(sid)
+            self.submit(conn, xid, op, None, frame)
+        elif op == OpCode.auth:
+            self.authenticate(conn, AuthPacket.decode(frame, 8)[0])
+        elif op == OpCode.whoAmI:
+            conn.reply_now_or_queue(lambda: self._run(conn, xid, self.who_am_i, None))
+        else:
+            # unknown op, op 0, top-level check (3.9.3+), sasl without a SASL provider
+            conn.send(reply_frame(xid, -1, Code.UNIMPLEMENTED))
+            conn.drop(f"unimplemented op code {op}")
+
+    def _run(self, conn: ServerConnection, xid: int, handler: Callable[[ServerConnection, Any], bytes], record: Any) -> bytes:
+        try:
+            body = handler(conn, record)
+        except ZKError as e:
+            return reply_frame(xid, self.tree.last_zxid, e.code)
+        return reply_frame(xid, self.tree.last_zxid, 0, body)
+
+    def submit(self, conn: ServerConnection, xid: int, op: int, record: Any, frame: bytes) -> None:
+        """Hand a write to the consensus; its reply slot waits for the commit."""
+        sid = conn.session_id
+        self.waiting[(sid, xid)] = (conn, conn.owe(), op)
+        self.consensus.submit(Request(sid, xid, op, record, frame[8:], list(conn.auth_ids)))
+
+    @staticmethod
+    def _decode_multi(frame: bytes, allowed: dict[int, Any]) -> list[tuple[int, Any]]:
+        ops: list[tuple[int, Any]] = []
+        off = 8
+        while True:
+            h, off = MultiHeader.decode(frame, off)
+            if h.done:
+                return ops
+            cls = allowed.get(h.type)
+            if cls is None:
+                raise MarshallingError(h.type)
+            rec, off = cls.decode(frame, off)
+            ops.append((h.type, rec))
+
+    # -- commits --------------------------------------------------------------------------
+
+    def commit(self, txn: Txn) -> None:
+        """CommitSink: apply a committed txn, then complete the reply waiting for it."""
+        result = self.tree.apply(txn)
+        self._track_session(txn)
+        h = txn.header
+        if h.type == OpCode.createSession:
+            conn = self.handshakes.pop(h.clientId, None)
+            if conn is not None and not conn.closing:
+                self._bind(conn, h.clientId, conn.timeout)
+            return
+        waiter = self.waiting.pop((h.clientId, h.cxid), None)
+        if h.type == OpCode.closeSession:
+            conn = self.connections.pop(h.clientId, None)
+            if waiter is not None:
+                waiter[0].complete(waiter[1], reply_frame(h.cxid, h.zxid, 0))
+            if conn is not None:
+                conn.close()
+            log.debug("session 0x{sid:x} closed", sid=h.clientId & (2**64 - 1))
+            return
+        if waiter is not None:
+            conn, slot, op = waiter
+            conn.complete(slot, self._write_reply(op, h.cxid, h.zxid, result))
+
+    def _track_session(self, txn: Txn) -> None:
+        h = txn.header
+        if h.type == OpCode.createSession:
+            self.sessions.add(h.clientId, txn.body.timeOut, self.now_ms())
+        elif h.type == OpCode.closeSession:
+            self.sessions.remove(h.clientId)
+
+    def synced(self, request: Request) -> None:
+        """CommitSink: a sync is complete."""
+        waiter = self.waiting.pop((request.session_id, request.cxid), None)
+        if waiter is not None:
+            conn, slot, _ = waiter
+            body = PathRequest.encode(request.record)
+            conn.complete(slot, reply_frame(request.cxid, self.tree.last_zxid, 0, body))
+
+    def flush(self) -> None:
+        """Write out every connection that has queued frames (after a batch of commits)."""
+        dirty = self.dirty
+        while dirty:
+            dirty.pop().flush()
+
+    def _write_reply(self, op: int, xid: int, zxid: int, r: TxnResult) -> bytes:
+        if r.err and op != OpCode.multi:  # a failed multi reports per op; its header says OK
+            return reply_frame(xid, zxid, r.err)
+        return reply_frame(xid, zxid, 0, self._result_body(op, r))
+
+    @staticmethod
+    def _result_body(op: int, r: TxnResult) -> bytes:
+        if op == OpCode.multi:
+            return _multi_body(r.multi or [])
+        if op == OpCode.create:
+            return CreateResponse.encode(CreateResponse(r.path))
+        if op in (OpCode.create2, OpCode.createContainer, OpCode.createTTL):
+            return Create2Response.encode(Create2Response(r.path, r.stat))
+        if op in (OpCode.setData, OpCode.setACL):
+            return StatResponse.encode(StatResponse(r.stat))
+        return b""
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _node(self, path: str | None) -> Node:
+        node = self.tree.get(path or "/")
+        if node is None:
+            raise ZKError(Code.NONODE, path)
+        return node
+
+    def _check(self, node: Node, conn: ServerConnection, perm: int) -> None:
+        if not self.access.allowed(node.acl, conn.auth_ids, perm):
+            raise ZKError(Code.NOAUTH)
+
+    def exists(self, conn: ServerConnection, r: PathWatchRequest) -> bytes:
+        path = r.path or "/"
+        if "\0" in path:
+            raise ZKError(Code.BADARGUMENTS)
+        node = self.tree.get(path)
+        if node is None:
+            if r.watch:
+                self.watches.add(DATA, path, conn)
+            raise ZKError(Code.NONODE)
+        self._check(node, conn, Perm.READ)
+        if r.watch:
+            self.watches.add(DATA, path, conn)
+        return Stat.encode(node.stat())
+
+    def get_data(self, conn: ServerConnection, r: PathWatchRequest) -> bytes:
+        node = self._node(r.path)
+        self._check(node, conn, Perm.READ)
+        if r.watch:
+            self.watches.add(DATA, r.path or "/", conn)
+        return GetDataResponse.encode(GetDataResponse(node.data, node.stat()))
+
+    def _children(self, conn: ServerConnection, r: PathWatchRequest) -> Node:
+        node = self._node(r.path)
+        self._check(node, conn, Perm.READ)
+        if r.watch:
+            self.watches.add(CHILD, r.path or "/", conn)
+        return node
+
+    def get_children(self, conn: ServerConnection, r: PathWatchRequest) -> bytes:
+        node = self._children(conn, r)
+        return GetChildrenResponse.encode(GetChildrenResponse(list(node.children)))
+
+    def get_children2(self, conn: ServerConnection, r: PathWatchRequest) -> bytes:
+        node = self._children(conn, r)
+        return GetChildren2Response.encode(GetChildren2Response(list(node.children), node.stat()))
+
+    def get_acl(self, conn: ServerConnection, r: PathRequest) -> bytes:
+        node = self._node(r.path)
+        self._check(node, conn, Perm.READ | Perm.ADMIN)
+        acl = list(node.acl)
+        if not self.access.allowed(node.acl, conn.auth_ids, Perm.ADMIN):
+            acl = [ACL(a.perms, Id(a.id.scheme, a.id.id.split(":", 1)[0] + ":x")) if a.id.scheme == "digest" else a
+                   for a in acl]
+        return GetACLResponse.encode(GetACLResponse(acl, node.stat()))
+
+    def get_all_children_number(self, conn: ServerConnection, r: PathRequest) -> bytes:
+        node = self._node(r.path)
+        self._check(node, conn, Perm.READ)
+        return INT.pack(self.tree.descendants_count(r.path or "/"))
+
+    def get_ephemerals(self, conn: ServerConnection, r: PathRequest) -> bytes:
+        prefix = r.path or "/"
+        mine = self.tree.session_ephemerals(conn.session_id)
+        paths = sorted(mine) if prefix == "/" else sorted(p for p in mine if p.startswith(prefix))
+        return GetEphemeralsResponse.encode(GetEphemeralsResponse(paths))
+
+    def check_watches(self, conn: ServerConnection, r: WatchTypeRequest) -> bytes:
+        if not self.watches.contains(r.path or "/", r.type, conn):
+            raise ZKError(Code.NOWATCHER)
+        return b""
+
+    def remove_watches(self, conn: ServerConnection, r: WatchTypeRequest) -> bytes:
+        if not self.watches.remove(r.path or "/", r.type, conn):
+            raise ZKError(Code.NOWATCHER)
+        return b""
+
+    def add_watch(self, conn: ServerConnection, r: AddWatchRequest) -> bytes:
+        kind = RECURSIVE if r.mode == AddWatchMode.PERSISTENT_RECURSIVE else PERSISTENT
+        self.watches.add(kind, r.path or "/", conn)
+        return ErrorResponse.encode(ErrorResponse(0))
+
+    def set_watches(self, conn: ServerConnection, r: SetWatches | SetWatches2) -> bytes:
+        """Re-register a reconnecting client's watches, firing at once what it missed
+        (DataTree.setWatches); those events carry zxid -1."""
+        rel = r.relativeZxid
+        tree = self.tree
+
+        def fire(event_type: int, path: str) -> None:
+            node = tree.get(path)
+            acl = node.acl if node is not None else None
+            self.watches.deliver(WatchEvent(event_type, KeeperState.SyncConnected, path, -1), [conn], acl)
+
+        for path in r.dataWatches or ():
+            node = tree.get(path)
+            if node is None:
+                fire(EventType.NodeDeleted, path)
+            elif node.mzxid > rel:
+                fire(EventType.NodeDataChanged, path)
+            else:
+                self.watches.add(DATA, path, conn)
+        for path in r.existWatches or ():
+            if tree.get(path) is not None:
+                fire(EventType.NodeCreated, path)
+            else:
+                self.watches.add(DATA, path, conn)
+        for path in r.childWatches or ():
+            node = tree.get(path)
+            if node is None:
+                fire(EventType.NodeDeleted, path)
+            elif node.pzxid > rel:
+                fire(EventType.NodeChildrenChanged, path)
+            else:
+                self.watches.add(CHILD, path, conn)
+        if isinstance(r, SetWatches2):
+            for path in r.persistentWatches or ():
+                self.watches.add(PERSISTENT, path, conn)
+            for path in r.persistentRecursiveWatches or ():
+                self.watches.add(RECURSIVE, path, conn)
+        return b""
+
+    def who_am_i(self, conn: ServerConnection, _: Any) -> bytes:
+        infos = [ClientInfo(i.scheme, i.id) for i in conn.auth_ids]
+        return WhoAmIResponse.encode(WhoAmIResponse(infos))
+
+    def _multi_read(self, conn: ServerConnection, xid: int, reads: list[tuple[int, Any]]) -> bytes:
+        parts: list[bytes] = []
+        for op, rec in reads:
+            handler = self.get_data if op == OpCode.getData else self.get_children
+            try:
+                body = handler(conn, rec)
+            except ZKError as e:
+                parts.append(MultiHeader.encode(MultiHeader(-1, False, e.code)))
+                parts.append(ErrorResponse.encode(ErrorResponse(e.code)))
+                continue
+            parts.append(MultiHeader.encode(MultiHeader(op, False, 0)))
+            parts.append(body)
+        parts.append(_MULTI_END)
+        return reply_frame(xid, self.tree.last_zxid, 0, b"".join(parts))
+
+    # -- auth -----------------------------------------------------------------------------
+
+    def authenticate(self, conn: ServerConnection, packet: AuthPacket) -> None:
+        """An AuthPacket (xid -4): add the ids the scheme grants, or AUTHFAILED and close."""
+        provider = self.access.providers.get(packet.scheme or "")
+        ids = provider.authenticate(conn.peer, packet.auth or b"") if provider is not None else None
+        if not ids:
+            log.info("auth failed for scheme {scheme} from {host}", scheme=packet.scheme, host=conn.peer.host)
+            conn.send(reply_frame(-4, 0, Code.AUTHFAILED))
+            conn.send_event(WatchEvent(EventType.None_, KeeperState.AuthFailed, "", -1))
+            conn.close()
+            return
+        for i in ids:
+            if i not in conn.auth_ids:
+                conn.auth_ids.append(i)
+        conn.send(reply_frame(-4, 0, 0))
+
+
+def _multi_body(results: list[TxnResult]) -> bytes:
+    """A multi's response: one (MultiHeader, result) per op, then the end marker. When any op
+    failed, every entry is an error entry (0 for the rolled-back ones before it)."""
+    parts: list[bytes] = []
+    failed = any(r.err for r in results)
+    for r in results:
+        if failed:
+            parts.append(MultiHeader.encode(MultiHeader(-1, False, r.err)))
+            parts.append(ErrorResponse.encode(ErrorResponse(r.err)))
+        elif r.type == OpCode.create:
+            parts.append(MultiHeader.encode(MultiHeader(OpCode.create, False, 0)))
+            parts.append(CreateResponse.encode(CreateResponse(r.path)))
+        elif r.type in (OpCode.create2, OpCode.createContainer, OpCode.createTTL):
+            parts.append(MultiHeader.encode(MultiHeader(OpCode.create2, False, 0)))
+            parts.append(Create2Response.encode(Create2Response(r.path, r.stat)))
+        elif r.type == OpCode.setData:
+            parts.append(MultiHeader.encode(MultiHeader(OpCode.setData, False, 0)))
+            parts.append(StatResponse.encode(StatResponse(r.stat)))
+        else:  # delete, check
+            parts.append(MultiHeader.encode(MultiHeader(r.type, False, 0)))
+    parts.append(_MULTI_END)
+    return b"".join(parts)
+
+
+def deferred_none() -> Deferred[None]:
+    """An already-fired Deferred, for backends whose start/stop are immediate."""
+    d: Deferred[None] = Deferred()
+    d.callback(None)
+    return d

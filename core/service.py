@@ -1,0 +1,57 @@
+"""The twistd service tree: the server, then its client port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from core.config import Config
+from core.connection import ClientFactory
+from core.server import ZKServer
+
+log = Logger()
+
+
+class ZKService(Service):
+    """Starts the server (recovery included), then listens for clients; stops in reverse."""
+
+    def __init__(self, server: ZKServer) -> None:
+        self.server = server
+        self.config = server.config
+        self.port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        reactor = self.server.reactor
+        for key in self.config.unknown_keys():
+            log.warn("{source}: unknown key {key} ignored", source=self.config.source, key=key)
+        d = self.server.start()
+        d.addCallback(lambda _: self._listen(reactor))
+        d.addErrback(self._failed, reactor)
+
+    def _listen(self, reactor: Any) -> None:
+        cfg = self.config
+        self.port = reactor.listenTCP(cfg.client_port, ClientFactory(self.server), interface=cfg.client_port_address)
+        log.info("serving clients on {addr}:{port} (storage={storage}, consensus={consensus})",
+                 addr=cfg.client_port_address, port=cfg.client_port, storage=cfg.storage, consensus=cfg.consensus)
+
+    def _failed(self, failure: Any, reactor: Any) -> None:
+        log.critical("start-up failed: {err}", err=failure.getErrorMessage())
+        reactor.stop()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        if self.port is not None:
+            self.port.stopListening()
+        return self.server.stop()
+
+
+def build_service(config: Config, reactor: Any = None) -> MultiService:
+    """The whole server as a twistd service. Backends are picked here, so a misnamed one
+    stops start-up with one line (ConfigError) before anything is opened."""
+    top = MultiService()
+    ZKService(ZKServer(config, reactor)).setServiceParent(top)
+    return top

@@ -1,0 +1,1 @@
+"""The single-member consensus: txns are made, logged with group commit, and applied locally."""

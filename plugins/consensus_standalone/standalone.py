@@ -1,0 +1,113 @@
+"""Standalone consensus: this member alone makes txns, logs them with group commit, applies them.
+
+Writes arriving while the store is busy wait and go together in the next append (one sync for
+the batch). A reply is sent only after its txn is durable. The tick expires sessions; the
+container check deletes empty containers and expired TTL nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from core import containers
+from core.config import Config
+from core.interfaces import Request, Store
+from core.opcodes import OpCode
+from core.prep import Prep
+from core.records import PathRequest
+from core.txn import Txn, encode_txn
+
+log = Logger()
+
+DEFAULT_CONTAINER_CHECK_MS = 60000
+
+
+class StandaloneConsensus:
+    """The Consensus of a single member (ZooKeeper's standalone mode)."""
+
+    role = "standalone"
+
+    def __init__(self, config: Config, store: Store, server: Any) -> None:
+        self.config = config
+        self.store = store
+        self.server = server
+        self.prep: Prep | None = None
+        self.zxid = 0
+        self.queue: list[Txn | Request] = []
+        self.writing = False
+        self.broken = False
+        self.ticker = LoopingCall(self.tick)
+        self.ticker.clock = server.reactor
+        self.container_check = LoopingCall(self.check_containers)
+        self.container_check.clock = server.reactor
+
+    def start(self) -> None:
+        s = self.server
+        self.prep = Prep(s.tree, s.access, s.sessions, self.config.extended_types_enabled, s.now_ms)
+        self.zxid = s.tree.last_zxid
+        self.ticker.start(self.config.tick_time / 1000.0, now=False)
+        interval = int(self.config.raw.get("znode.container.checkIntervalMs", DEFAULT_CONTAINER_CHECK_MS))
+        self.container_check.start(interval / 1000.0, now=False)
+
+    def stop(self) -> None:
+        for loop in (self.ticker, self.container_check):
+            if loop.running:
+                loop.stop()
+
+    def is_serving(self) -> bool:
+        return not self.broken
+
+    def submit(self, request: Request) -> None:
+        assert self.prep is not None
+        if request.type == OpCode.sync:
+            self.queue.append(request)
+        else:
+            self.zxid += 1
+            self.queue.append(self.prep.prep(request, self.zxid))
+        if not self.writing:
+            self.writing = True
+            self.server.reactor.callLater(0, self.write)
+
+    def write(self) -> None:
+        """Append everything queued in one batch; commit it when durable."""
+        batch, self.queue = self.queue, []
+        payloads = [(t.zxid, encode_txn(t)) for t in batch if isinstance(t, Txn)]
+        d: Deferred[None] = self.server.storage.run(self.store.append, payloads) if payloads else succeed(None)
+        d.addCallbacks(lambda _: self.committed(batch), self.failed)
+
+    def committed(self, batch: list[Txn | Request]) -> None:
+        assert self.prep is not None
+        for item in batch:
+            if isinstance(item, Txn):
+                self.server.commit(item)
+                self.prep.applied(item.zxid)
+            else:
+                self.server.synced(item)
+        self.server.flush()
+        if self.queue:
+            self.write()
+        else:
+            self.writing = False
+
+    def failed(self, failure: Failure) -> None:
+        """The store could not make a batch durable: nothing of it is acknowledged; stop
+        serving, as ZooKeeper stops when its log cannot be written."""
+        log.critical("cannot write the transaction log, no longer serving: {err}", err=failure.getErrorMessage())
+        self.broken = True
+        for conn in list(self.server.all_connections):
+            conn.close()
+
+    def tick(self) -> None:
+        """Expire the sessions whose tick bucket has passed."""
+        for session in self.server.sessions.expired(self.server.now_ms()):
+            log.info("expiring session 0x{sid:x}, timeout {t} ms", sid=session.session_id & (2**64 - 1), t=session.timeout)
+            self.submit(Request(session.session_id, 0, OpCode.closeSession, None, b"", []))
+
+    def check_containers(self) -> None:
+        for path in containers.candidates(self.server.tree, self.server.now_ms()):
+            self.submit(Request(0, 0, OpCode.deleteContainer, PathRequest(path), b"", []))
