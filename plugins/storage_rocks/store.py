@@ -1,0 +1,285 @@
+"""The ``rocksdb`` store: one RocksDB database (rocksdict, raw mode) at ``dataDir/rocksdb/``.
+
+Writes that must be durable use WriteOptions with sync=True when forceSync (the default); with
+forceSync=no they survive a crash of the process but not of the machine. RocksDB's WAL keeps
+writes in order, so a crash loses at most a suffix of them.
+
+Keys (zxids as 8 bytes big-endian, so byte order is zxid order) and the rules kept here:
+
+``log/<zxid>`` -> CRC32 (4 bytes, big-endian) + the txn's bytes
+    One key per txn; a batch is one WriteBatch, one sync. The CRC covers the key and the txn's
+    bytes. A record whose CRC does not match ends ``read_from`` (logged, never returned); such
+    records at the log's tail are deleted by ``open`` (logged), so ``last_zxid`` and the next
+    append continue from the last good txn.
+``snap/<zxid><seq: 4 bytes>`` -> a chunk of the snapshot at zxid, as the caller gave it
+    Written one key at a time, without a sync, so a snapshot never sits whole in memory here.
+``snapdone/<zxid>`` -> size (8 bytes) + CRC32 (4) + chunk count (4) of the whole snapshot
+    Written last, synced: a snapshot without it is incomplete and never loaded (``purge``
+    removes it). A size, CRC or count mismatch on load falls back to the previous one (logged).
+``meta/<key, UTF-8>`` -> the value
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from twisted.logger import Logger
+
+from core.interfaces import StoreError, StoreInfo
+from plugins import claim_store_dir
+
+if TYPE_CHECKING:
+    from core.config import Config
+
+log = Logger()
+
+NAME = "rocksdb"
+_ZXID = struct.Struct(">Q")
+_SEQ = struct.Struct(">I")
+_CRC = struct.Struct(">I")
+_HEAD = struct.Struct(">QII")  # snapdone/ value: size, crc, chunk count
+
+LOG, CHUNK, DONE, META = b"log/", b"snap/", b"snapdone/", b"meta/"
+
+
+def _end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with `prefix` (which ends in "/")."""
+    return prefix[:-1] + b"0"
+
+
+def _key(prefix: bytes, zxid: int) -> bytes:
+    return prefix + _ZXID.pack(max(zxid, 0))
+
+
+def _zxid(key: bytes, prefix: bytes) -> int:
+    return _ZXID.unpack_from(key, len(prefix))[0]
+
+
+def _valid(key: bytes, value: bytes) -> bool:
+    """Whether a log record's CRC matches its key and bytes."""
+    return len(value) >= _CRC.size and _CRC.unpack_from(value)[0] == zlib.crc32(
+        memoryview(value)[_CRC.size:], zlib.crc32(key))
+
+
+class RocksStore:
+    """The Store protocol over one RocksDB database, keys as described in the module."""
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None,
+                 force_sync: bool = True) -> None:
+        self._data_dir = data_dir
+        self._force_sync = force_sync
+        self._path = ""
+        self._db: Rdict | None = None
+        self._sync = WriteOptions()
+        self._sync.sync = force_sync
+        self._nosync = WriteOptions()
+        self._last = 0
+
+    # -- opening and closing ------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Claim dataDir/rocksdb/, open (or create) the database, drop a corrupt log tail."""
+        self._path = claim_store_dir(self._data_dir, NAME)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        try:
+            self._db = Rdict(self._path, options)
+        except Exception as e:  # rocksdict raises plain Exceptions carrying RocksDB's status
+            raise StoreError(f"cannot open {self._path}: {e}") from e
+        self._last = self._drop_corrupt_tail()
+
+    def _drop_corrupt_tail(self) -> int:
+        """Delete corrupt records at the log's end; return the last good zxid (0 if none)."""
+        db = self._opened()
+        dropped = []
+        it = db.iter()
+        it.seek_for_prev(_end(LOG))
+        while it.valid() and it.key().startswith(LOG) and not _valid(it.key(), it.value()):
+            dropped.append(it.key())
+            it.prev()
+        last = _zxid(it.key(), LOG) if it.valid() and it.key().startswith(LOG) else 0
+        del it
+        if dropped:
+            batch = WriteBatch(raw_mode=True)
+            for key in dropped:
+                batch.delete(key)
+            self._write(batch)
+            log.warn("{path}: dropped {count} corrupt record(s) at the log's tail, "
+                     "zxids {first:#x}-{last:#x}", path=self._path, count=len(dropped),
+                     first=_zxid(dropped[-1], LOG), last=_zxid(dropped[0], LOG))
+        return last
+
+    def close(self) -> None:
+        """Flush and close the database."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _opened(self) -> Rdict:
+        if self._db is None:
+            raise StoreError(f"the {NAME} store is not open")
+        return self._db
+
+    def _write(self, batch: WriteBatch, options: WriteOptions | None = None) -> None:
+        """Apply a batch atomically (synced when forceSync); a failure becomes StoreError."""
+        try:
+            self._opened().write(batch, options or self._sync)
+        except StoreError:
+            raise
+        except Exception as e:  # rocksdict raises plain Exceptions carrying RocksDB's status
+            raise StoreError(f"{self._path}: write failed: {e}") from e
+
+    def _range(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """The (key, value) pairs whose key starts with `prefix`, from `start` on, in order."""
+        for key, value in self._opened().items(from_key=start or prefix):
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    # -- the log ------------------------------------------------------------------------------
+
+    def append(self, txns: Sequence[tuple[int, bytes]]) -> None:
+        """Write the batch as one WriteBatch of one key per txn (one sync)."""
+        if not txns:
+            return
+        if txns[0][0] <= self._last:
+            raise ValueError(f"zxid {txns[0][0]:#x} is not above the last, {self._last:#x}")
+        batch = WriteBatch(raw_mode=True)
+        for zxid, payload in txns:
+            key = LOG + _ZXID.pack(zxid)
+            batch.put(key, _CRC.pack(zlib.crc32(payload, zlib.crc32(key))) + payload)
+        self._write(batch)
+        self._last = txns[-1][0]
+
+    def read_from(self, zxid: int) -> Iterator[tuple[int, bytes]]:
+        """Every txn above `zxid` in zxid order (from one RocksDB iterator, a consistent view).
+        Stops at a corrupt record, logged."""
+        for key, value in self._range(LOG, _key(LOG, zxid + 1)):
+            if not _valid(key, value):
+                log.warn("{path}: corrupt log record at zxid {zxid:#x}; reading stops before it",
+                         path=self._path, zxid=_zxid(key, LOG))
+                return
+            yield _zxid(key, LOG), value[_CRC.size:]
+
+    def last_zxid(self) -> int:
+        """The highest zxid logged, 0 when the log is empty."""
+        return self._last
+
+    def truncate_after(self, zxid: int) -> None:
+        """Delete every txn and every snapshot above `zxid`, in one synced WriteBatch."""
+        batch = WriteBatch(raw_mode=True)
+        for prefix in (LOG, CHUNK, DONE):
+            batch.delete_range(_key(prefix, zxid + 1), _end(prefix))
+        self._write(batch)
+        self._last = self._edge_zxid()
+
+    def _edge_zxid(self) -> int:
+        """The highest zxid logged, read from the database (0 when the log is empty)."""
+        it = self._opened().iter()
+        it.seek_for_prev(_end(LOG))
+        return _zxid(it.key(), LOG) if it.valid() and it.key().startswith(LOG) else 0
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    def save_snapshot(self, zxid: int, chunks: Iterable[bytes]) -> None:
+        """Write the chunks one key each, unsynced, then the snapshot's snapdone/ key, synced."""
+        prefix = _key(CHUNK, zxid)
+        batch = WriteBatch(raw_mode=True)
+        batch.delete(_key(DONE, zxid))
+        batch.delete_range(prefix, _key(CHUNK, zxid + 1))
+        self._write(batch, self._nosync)
+        crc = size = seq = 0
+        for chunk in chunks:
+            if not chunk:
+                continue
+            batch = WriteBatch(raw_mode=True)
+            batch.put(prefix + _SEQ.pack(seq), bytes(chunk))
+            self._write(batch, self._nosync)
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+            seq += 1
+        batch = WriteBatch(raw_mode=True)
+        batch.put(_key(DONE, zxid), _HEAD.pack(size, crc, seq))
+        self._write(batch)
+
+    def load_snapshot(self) -> tuple[int, bytes] | None:
+        """The newest complete snapshot whose size, CRC and chunk count match, or None;
+        skipped ones are logged."""
+        heads = list(self._range(DONE))
+        for key, head in reversed(heads):
+            zxid = _zxid(key, DONE)
+            chunks = [value for _, value in self._range(_key(CHUNK, zxid))]
+            crc = 0
+            for chunk in chunks:
+                crc = zlib.crc32(chunk, crc)
+            if (len(head) == _HEAD.size
+                    and _HEAD.unpack(head) == (sum(map(len, chunks)), crc, len(chunks))):
+                return zxid, b"".join(chunks)
+            log.warn("{path}: snapshot {zxid:#x} is corrupt; trying the one before it",
+                     path=self._path, zxid=zxid)
+        return None
+
+    def _snapshot_zxids(self) -> list[int]:
+        return [_zxid(key, DONE) for key, _ in self._range(DONE)]
+
+    def purge(self, retain_count: int) -> None:
+        """Keep the newest `retain_count` snapshots and the txns above the oldest of them;
+        incomplete snapshots go too. One synced WriteBatch."""
+        if retain_count < 1:
+            raise ValueError("retain_count must be at least 1")
+        kept = self._snapshot_zxids()[-retain_count:]
+        if not kept:
+            return
+        batch = WriteBatch(raw_mode=True)
+        low = 0
+        for zxid in kept:
+            batch.delete_range(_key(DONE, low), _key(DONE, zxid))
+            batch.delete_range(_key(CHUNK, low), _key(CHUNK, zxid))
+            low = zxid + 1
+        batch.delete_range(_key(CHUNK, low), _end(CHUNK))
+        batch.delete_range(_key(LOG, 0), _key(LOG, kept[0] + 1))
+        self._write(batch)
+        self._last = self._edge_zxid()
+
+    # -- metadata and description -------------------------------------------------------------
+
+    def get_meta(self, key: str) -> bytes | None:
+        """The value stored under `key`, or None."""
+        return self._opened().get(META + key.encode())  # type: ignore[no-any-return]
+
+    def put_meta(self, key: str, value: bytes) -> None:
+        """Set `key` to `value` (synced when forceSync)."""
+        batch = WriteBatch(raw_mode=True)
+        batch.put(META + key.encode(), bytes(value))
+        self._write(batch)
+
+    def describe(self) -> StoreInfo:
+        """What the database holds; `log_bytes` counts the log's values (CRC included)."""
+        first = last = None
+        log_bytes = 0
+        for key, value in self._range(LOG):
+            if first is None:
+                first = _zxid(key, LOG)
+            last = _zxid(key, LOG)
+            log_bytes += len(value)
+        heads = [(_zxid(key, DONE), _HEAD.unpack(value)[0]) for key, value in self._range(DONE)
+                 if len(value) == _HEAD.size]
+        return StoreInfo(
+            backend=NAME, location=self._path, first_zxid=first, last_zxid=last,
+            snapshot_zxids=tuple(z for z, _ in heads), log_bytes=log_bytes,
+            snapshot_bytes=sum(size for _, size in heads),
+            extra={"force_sync": self._force_sync})
+
+
+def create_store(config: Config) -> RocksStore:
+    """The backend factory: reads dataDir and forceSync; the store has no options of its own."""
+    options = config.plugin_options(NAME)
+    if options:
+        raise StoreError(f"unknown option {NAME}.{min(options)} (the {NAME} store has none)")
+    return RocksStore(config.data_dir, config.force_sync)
+

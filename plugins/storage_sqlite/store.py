@@ -1,0 +1,355 @@
+"""The ``sqlite`` store: the log, snapshots and metadata in one database, through SQLAlchemy Core.
+
+Where: by default the SQLite file ``dataDir/sqlite/zk.db`` in WAL mode with
+``synchronous=FULL`` (``NORMAL`` when forceSync=no: a commit then survives a crash of the
+process but not of the machine). ``sqlite.url=<SQLAlchemy URL>`` in zoo.cfg names another
+database instead, and nothing is kept under dataDir. The schema uses portable types only.
+
+On-disk format and the rules this module keeps:
+
+``txnlog(zxid BIGINT PK, first_zxid BIGINT, crc BIGINT, payload BLOB)``
+    One row per appended batch, written by one INSERT in one transaction (one sync per group
+    commit). ``zxid`` is the batch's last zxid, ``first_zxid`` its first; ``payload`` holds the
+    batch's txns, each as zxid (8 bytes, big-endian) + length (4 bytes, big-endian) + bytes.
+    ``crc`` is the CRC32 of first_zxid and zxid (8 bytes each, big-endian) followed by payload.
+    Rows never overlap, so the rows holding the txns above z are those with ``zxid > z``.
+    A row whose crc does not match ends ``read_from`` (logged, never returned); such rows at the
+    log's tail are deleted by ``open`` (logged), so ``last_zxid`` and the next append continue
+    from the last good txn. ``truncate_after`` and ``purge`` rewrite the row they cut through.
+``snapshots(zxid BIGINT PK, size BIGINT, crc BIGINT)``
+    One row per complete snapshot: size and CRC32 of the whole serialization. It is inserted
+    last, in the transaction that stores the chunks, so a snapshot is stored whole or not at
+    all; a size or crc mismatch on load (corruption) falls back to the previous one (logged).
+``snapshot_chunks(zxid BIGINT, seq INTEGER, data BLOB)``, primary key (zxid, seq)
+    The snapshot's chunks as the caller gave them, in order (empty ones skipped).
+``meta(key VARCHAR(255) PK, value BLOB)``
+    Small named values.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    BigInteger, Column, Integer, LargeBinary, MetaData, Row, String, Table, create_engine, delete,
+    event, func, insert, select, update,
+)
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from twisted.logger import Logger
+
+from core.interfaces import StoreError, StoreInfo
+from plugins import claim_store_dir
+
+if TYPE_CHECKING:
+    from core.config import Config
+
+log = Logger()
+
+NAME = "sqlite"
+_TXN = struct.Struct(">qI")  # a txn's header inside a batch row: zxid, length
+_KEYS = struct.Struct(">qq")  # first_zxid, zxid: checksummed with the payload
+_PAGE = 256  # batch rows fetched per query by read_from
+
+# SQLite's rowid is its INTEGER PRIMARY KEY: 64 bits, and no separate index.
+_ZXID = BigInteger().with_variant(Integer, "sqlite")
+
+schema = MetaData()
+txnlog = Table(
+    "txnlog", schema,
+    Column("zxid", _ZXID, primary_key=True, autoincrement=False),
+    Column("first_zxid", BigInteger, nullable=False),
+    Column("crc", BigInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+)
+snapshots = Table(
+    "snapshots", schema,
+    Column("zxid", _ZXID, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("crc", BigInteger, nullable=False),
+)
+snapshot_chunks = Table(
+    "snapshot_chunks", schema,
+    Column("zxid", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+)
+meta = Table(
+    "meta", schema,
+    Column("key", String(255), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)
+
+_INSERT_BATCH = insert(txnlog)
+
+
+def _batch_row(txns: Sequence[tuple[int, bytes]]) -> dict[str, Any]:
+    """The txnlog row holding `txns` (in zxid order, at least one)."""
+    parts: list[bytes] = []
+    for zxid, payload in txns:
+        parts.append(_TXN.pack(zxid, len(payload)))
+        parts.append(payload)
+    first, last = txns[0][0], txns[-1][0]
+    payload = b"".join(parts)
+    return {"zxid": last, "first_zxid": first, "crc": _crc(first, last, payload),
+            "payload": payload}
+
+
+def _crc(first: int, last: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(_KEYS.pack(first, last)))
+
+
+def _txns(row: Row[Any]) -> list[tuple[int, bytes]] | None:
+    """The txns of a txnlog row, or None when its checksum does not match."""
+    payload = row.payload
+    if _crc(row.first_zxid, row.zxid, payload) != row.crc:
+        return None
+    txns = []
+    offset = 0
+    while offset < len(payload):
+        zxid, size = _TXN.unpack_from(payload, offset)
+        offset += _TXN.size
+        txns.append((zxid, payload[offset:offset + size]))
+        offset += size
+    return txns
+
+
+class SqliteStore:
+    """The Store protocol over SQLAlchemy Core: an SQLite file, or the database at `url`."""
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None, force_sync: bool = True,
+                 url: str | None = None) -> None:
+        self._data_dir = data_dir
+        self._force_sync = force_sync
+        self._url = url
+        self._engine: Engine | None = None
+        self._conn: Connection | None = None
+        self._location = ""
+        self._last = 0
+
+    # -- opening and closing ------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Claim dataDir/sqlite/ (unless a url is configured), create the tables if missing, and
+        drop corrupt batch rows at the log's tail."""
+        if self._url is None:
+            path = os.path.join(claim_store_dir(self._data_dir, NAME), "zk.db")
+            url = URL.create("sqlite", database=path)
+        else:
+            try:
+                url = make_url(self._url)
+            except ArgumentError as e:
+                raise StoreError(f"sqlite.url={self._url} is not an SQLAlchemy URL") from e
+        self._location = url.render_as_string(hide_password=True)
+        try:
+            if url.get_backend_name() == "sqlite":
+                self._engine = create_engine(url, connect_args={"check_same_thread": False})
+                event.listen(self._engine, "connect", self._sqlite_pragmas)
+            else:
+                self._engine = create_engine(url)
+            schema.create_all(self._engine)
+            self._conn = self._engine.connect()
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot open {self._location}: {_one_line(e)}") from e
+        self._last = self._drop_corrupt_tail()
+
+    def _sqlite_pragmas(self, dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={'FULL' if self._force_sync else 'NORMAL'}")
+        cursor.close()
+
+    def _drop_corrupt_tail(self) -> int:
+        """Delete corrupt batch rows at the log's end; return the last good zxid (0 if none)."""
+        dropped = []
+        with self._transaction() as conn:
+            while True:
+                row = conn.execute(
+                    select(txnlog).order_by(txnlog.c.zxid.desc()).limit(1)).first()
+                if row is None or _txns(row) is not None:
+                    break
+                conn.execute(delete(txnlog).where(txnlog.c.zxid == row.zxid))
+                dropped.append(row)
+        if dropped:
+            log.warn("{location}: dropped {count} corrupt batch(es) at the log's tail, "
+                     "zxids {first:#x}-{last:#x}", location=self._location, count=len(dropped),
+                     first=dropped[-1].first_zxid, last=dropped[0].zxid)
+        return row.zxid if row is not None else 0
+
+    def close(self) -> None:
+        """Close the connection and the engine's pool."""
+        if self._conn is not None:
+            self._conn.close()
+        if self._engine is not None:
+            self._engine.dispose()
+        self._conn = self._engine = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One transaction on the store's connection; any database error becomes StoreError."""
+        if self._conn is None:
+            raise StoreError(f"the {NAME} store is not open")
+        try:
+            with self._conn.begin():
+                yield self._conn
+        except SQLAlchemyError as e:
+            raise StoreError(f"{self._location}: {_one_line(e)}") from e
+
+    # -- the log ------------------------------------------------------------------------------
+
+    def append(self, txns: Sequence[tuple[int, bytes]]) -> None:
+        """Store the batch as one row, in one transaction (one sync)."""
+        if not txns:
+            return
+        if txns[0][0] <= self._last:
+            raise ValueError(f"zxid {txns[0][0]:#x} is not above the last, {self._last:#x}")
+        with self._transaction() as conn:
+            conn.execute(_INSERT_BATCH, _batch_row(txns))
+        self._last = txns[-1][0]
+
+    def read_from(self, zxid: int) -> Iterator[tuple[int, bytes]]:
+        """Every txn above `zxid` in zxid order, read a page of batch rows at a time (no
+        transaction stays open between the txns yielded). Stops at a corrupt row, logged."""
+        after = zxid
+        while True:
+            with self._transaction() as conn:
+                rows = conn.execute(select(txnlog).where(txnlog.c.zxid > after)
+                                    .order_by(txnlog.c.zxid).limit(_PAGE)).all()
+            for row in rows:
+                txns = _txns(row)
+                if txns is None:
+                    log.warn("{location}: corrupt log record, zxids {first:#x}-{last:#x}; "
+                             "reading stops before it", location=self._location,
+                             first=row.first_zxid, last=row.zxid)
+                    return
+                for txn in txns:
+                    if txn[0] > zxid:
+                        yield txn
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1].zxid
+
+    def last_zxid(self) -> int:
+        """The highest zxid logged, 0 when the log is empty."""
+        return self._last
+
+    def truncate_after(self, zxid: int) -> None:
+        """Delete every txn and every snapshot above `zxid`, in one transaction."""
+        with self._transaction() as conn:
+            row = conn.execute(select(txnlog).where(txnlog.c.zxid > zxid)
+                               .order_by(txnlog.c.zxid).limit(1)).first()
+            conn.execute(delete(txnlog).where(txnlog.c.zxid > zxid))
+            if row is not None and row.first_zxid <= zxid:
+                kept = [txn for txn in _txns(row) or () if txn[0] <= zxid]
+                if kept:
+                    conn.execute(_INSERT_BATCH, _batch_row(kept))
+            conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.zxid > zxid))
+            conn.execute(delete(snapshots).where(snapshots.c.zxid > zxid))
+            last = conn.execute(select(func.max(txnlog.c.zxid))).scalar()
+        self._last = last or 0
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    def save_snapshot(self, zxid: int, chunks: Iterable[bytes]) -> None:
+        """Store the chunks one row each, then the snapshot's row, in one transaction."""
+        with self._transaction() as conn:
+            conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.zxid == zxid))
+            conn.execute(delete(snapshots).where(snapshots.c.zxid == zxid))
+            crc = size = seq = 0
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                conn.execute(insert(snapshot_chunks), {"zxid": zxid, "seq": seq, "data": chunk})
+                crc = zlib.crc32(chunk, crc)
+                size += len(chunk)
+                seq += 1
+            conn.execute(insert(snapshots), {"zxid": zxid, "size": size, "crc": crc})
+
+    def load_snapshot(self) -> tuple[int, bytes] | None:
+        """The newest snapshot whose size and checksum match, or None; skipped ones are logged."""
+        with self._transaction() as conn:
+            heads = conn.execute(select(snapshots).order_by(snapshots.c.zxid.desc())).all()
+        for head in heads:
+            with self._transaction() as conn:
+                chunks = conn.execute(select(snapshot_chunks.c.data)
+                                      .where(snapshot_chunks.c.zxid == head.zxid)
+                                      .order_by(snapshot_chunks.c.seq)).scalars().all()
+            crc = 0
+            for chunk in chunks:
+                crc = zlib.crc32(chunk, crc)
+            if crc == head.crc and sum(map(len, chunks)) == head.size:
+                return head.zxid, b"".join(chunks)
+            log.warn("{location}: snapshot {zxid:#x} is corrupt; trying the one before it",
+                     location=self._location, zxid=head.zxid)
+        return None
+
+    def purge(self, retain_count: int) -> None:
+        """Keep the newest `retain_count` snapshots and the txns above the oldest of them."""
+        if retain_count < 1:
+            raise ValueError("retain_count must be at least 1")
+        with self._transaction() as conn:
+            kept = conn.execute(select(snapshots.c.zxid).order_by(snapshots.c.zxid.desc())
+                                .limit(retain_count)).scalars().all()
+            if not kept:
+                return
+            oldest = kept[-1]
+            conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.zxid < oldest))
+            conn.execute(delete(snapshots).where(snapshots.c.zxid < oldest))
+            conn.execute(delete(txnlog).where(txnlog.c.zxid <= oldest))
+            row = conn.execute(select(txnlog).order_by(txnlog.c.zxid).limit(1)).first()
+            if row is not None and row.first_zxid <= oldest:
+                tail = [txn for txn in _txns(row) or () if txn[0] > oldest]
+                if tail:
+                    conn.execute(update(txnlog).where(txnlog.c.zxid == row.zxid)
+                                 .values(_batch_row(tail)))
+                else:
+                    conn.execute(delete(txnlog).where(txnlog.c.zxid == row.zxid))
+            last = conn.execute(select(func.max(txnlog.c.zxid))).scalar()
+        self._last = last or 0
+
+    # -- metadata and description -------------------------------------------------------------
+
+    def get_meta(self, key: str) -> bytes | None:
+        """The value stored under `key`, or None."""
+        with self._transaction() as conn:
+            return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+
+    def put_meta(self, key: str, value: bytes) -> None:
+        """Set `key` to `value`, in one transaction."""
+        with self._transaction() as conn:
+            conn.execute(delete(meta).where(meta.c.key == key))
+            conn.execute(insert(meta), {"key": key, "value": value})
+
+    def describe(self) -> StoreInfo:
+        """What the database holds; `log_bytes` counts the batch rows' payloads."""
+        with self._transaction() as conn:
+            first, last, log_bytes = conn.execute(select(
+                func.min(txnlog.c.first_zxid), func.max(txnlog.c.zxid),
+                func.coalesce(func.sum(func.length(txnlog.c.payload)), 0))).one()
+            snaps = conn.execute(select(snapshots.c.zxid, snapshots.c.size)
+                                 .order_by(snapshots.c.zxid)).all()
+        return StoreInfo(
+            backend=NAME, location=self._location, first_zxid=first, last_zxid=last,
+            snapshot_zxids=tuple(z for z, _ in snaps), log_bytes=int(log_bytes),
+            snapshot_bytes=sum(size for _, size in snaps),
+            extra={"force_sync": self._force_sync})
+
+
+def _one_line(error: SQLAlchemyError) -> str:
+    """The driver's message of a database error, without SQLAlchemy's extra lines."""
+    return str(getattr(error, "orig", None) or error).splitlines()[0]
+
+
+def create_store(config: Config) -> SqliteStore:
+    """The backend factory: reads ``sqlite.url`` (optional), dataDir and forceSync."""
+    options = dict(config.plugin_options(NAME))
+    url = options.pop("url", None)
+    if options:
+        raise StoreError(f"unknown option {NAME}.{min(options)} (the {NAME} store knows "
+                         f"{NAME}.url)")
+    return SqliteStore(config.data_dir, config.force_sync, url)

@@ -1,0 +1,316 @@
+"""The built-in stores run the Store conformance suite; a broken store fails it."""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pluggy
+import pytest
+from rocksdict import Options, Rdict
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+
+from core import hookspecs
+from core.interfaces import BackendSpec, Store, StoreError
+from core.testing.store_suite import MakeStore, StoreSuite, StubConfig, txns
+from plugins.storage_memory import hooks as memory_hooks
+from plugins.storage_rocks import hooks as rocks_hooks
+from plugins.storage_rocks.store import CHUNK, DONE, LOG
+from plugins.storage_sqlite import hooks as sqlite_hooks
+
+pytest_plugins = ["pytester"]
+
+
+def maker(factory: Callable[[StubConfig], Store], **options: str) -> MakeStore:
+    """A make_store for the suite: the backend's factory on a stand-in config, then open()."""
+    def make(data_dir: Path) -> Store:
+        store = factory(StubConfig(data_dir=str(data_dir), options=options))
+        store.open()
+        return store
+    return make
+
+
+def spec(hooks: object) -> BackendSpec:
+    """The one BackendSpec a store plugin's hooks module offers."""
+    [backend] = hooks.zk_storage_backends()  # type: ignore[attr-defined]
+    return backend
+
+
+# -- damaging files on disk, as a crash or a bad disk would -----------------------------------
+
+
+def corrupt_sqlite_log(data_dir: Path, zxid: int | None = None) -> None:
+    """Cut the end off the payload of the batch row holding `zxid` (default: the newest)."""
+    with closing(sqlite3.connect(data_dir / "sqlite" / "zk.db")) as db:
+        key, payload = db.execute(
+            "SELECT zxid, payload FROM txnlog WHERE zxid >= ? ORDER BY zxid LIMIT 1"
+            if zxid is not None else
+            "SELECT zxid, payload FROM txnlog ORDER BY zxid DESC LIMIT 1",
+            () if zxid is None else (zxid,)).fetchone()
+        db.execute("UPDATE txnlog SET payload = ? WHERE zxid = ?", (payload[:-3], key))
+        db.commit()
+
+
+def corrupt_rocks_log(data_dir: Path, zxid: int | None = None) -> None:
+    """Put a torn value (its end cut off) at the log record `zxid` (default: the newest)."""
+    db = Rdict(str(data_dir / "rocksdb"), Options(raw_mode=True))
+    it = db.iter()
+    if zxid is None:
+        it.seek_for_prev(b"log0")
+    else:
+        it.seek(LOG + zxid.to_bytes(8, "big"))
+    key, value = it.key(), it.value()
+    del it
+    db[key] = value[:-3]
+    db.close()
+
+
+class TestMemoryStore(StoreSuite):
+    """The memory store: no restarts, no files."""
+
+    durable = False
+    owns_data_dir = False
+
+    @pytest.fixture
+    def make_store(self) -> MakeStore:
+        return maker(spec(memory_hooks).factory)
+
+
+class TestSqliteStore(StoreSuite):
+    """The sqlite store on its file, dataDir/sqlite/zk.db."""
+
+    @pytest.fixture
+    def make_store(self) -> MakeStore:
+        return maker(spec(sqlite_hooks).factory)
+
+    def corrupt_last_txn(self, data_dir: Path) -> None:
+        corrupt_sqlite_log(data_dir)
+
+    def corrupt_newest_snapshot(self, data_dir: Path) -> None:
+        with closing(sqlite3.connect(data_dir / "sqlite" / "zk.db")) as db:
+            zxid, seq, data = db.execute(
+                "SELECT zxid, seq, data FROM snapshot_chunks ORDER BY zxid DESC, seq DESC"
+            ).fetchone()
+            db.execute("UPDATE snapshot_chunks SET data = ? WHERE zxid = ? AND seq = ?",
+                       (bytes([data[0] ^ 1]) + data[1:], zxid, seq))
+            db.commit()
+
+
+class TestSqliteUrlStore(StoreSuite):
+    """The sqlite store on a database named by ``sqlite.url``: nothing under dataDir."""
+
+    owns_data_dir = False
+
+    @pytest.fixture
+    def make_store(self, tmp_path: Path) -> MakeStore:
+        return maker(spec(sqlite_hooks).factory, **{"sqlite.url": f"sqlite:///{tmp_path}/zk.db"})
+
+    def test_keeps_nothing_under_data_dir(self, store: Store, data_dir: Path) -> None:
+        store.append(txns(1))
+        assert list(data_dir.iterdir()) == []
+
+
+class TestRocksStore(StoreSuite):
+    """The rocksdb store, dataDir/rocksdb/."""
+
+    @pytest.fixture
+    def make_store(self) -> MakeStore:
+        return maker(spec(rocks_hooks).factory)
+
+    def corrupt_last_txn(self, data_dir: Path) -> None:
+        corrupt_rocks_log(data_dir)
+
+    def corrupt_newest_snapshot(self, data_dir: Path) -> None:
+        db = Rdict(str(data_dir / "rocksdb"), Options(raw_mode=True))
+        it = db.iter()
+        it.seek_for_prev(b"snapdone0")
+        zxid = it.key()[len(DONE):]
+        it.seek_for_prev(CHUNK + zxid + b"\xff" * 4)
+        key, value = it.key(), it.value()
+        del it
+        db[key] = bytes([value[0] ^ 1]) + value[1:]
+        db.close()
+
+
+# -- beyond the suite -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def logged() -> Iterator[list[LogEvent]]:
+    """The Twisted log events emitted during the test."""
+    events: list[LogEvent] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+@pytest.mark.parametrize("corrupt, factory", [
+    (corrupt_sqlite_log, spec(sqlite_hooks).factory),
+    (corrupt_rocks_log, spec(rocks_hooks).factory),
+], ids=["sqlite", "rocksdb"])
+def test_read_from_stops_at_a_corrupt_record_mid_log(
+        corrupt: Callable[[Path, int], None], factory: Callable[[StubConfig], Store],
+        tmp_path: Path, logged: list[LogEvent]) -> None:
+    make = maker(factory)
+    store = make(tmp_path)
+    for batch in (txns(1, 2), txns(3), txns(4, 5)):
+        store.append(batch)
+    store.close()
+    corrupt(tmp_path, 3)
+    store = make(tmp_path)
+    try:
+        assert list(store.read_from(0)) == txns(1, 2)
+        assert list(store.read_from(3)) == txns(4, 5)
+    finally:
+        store.close()
+    [line] = [formatEvent(e) for e in logged]
+    assert "corrupt log record" in line and "0x3" in line
+
+
+@pytest.mark.parametrize("corrupt, factory", [
+    (corrupt_sqlite_log, spec(sqlite_hooks).factory),
+    (corrupt_rocks_log, spec(rocks_hooks).factory),
+], ids=["sqlite", "rocksdb"])
+def test_open_drops_a_torn_tail_with_one_log_line(
+        corrupt: Callable[[Path], None], factory: Callable[[StubConfig], Store],
+        tmp_path: Path, logged: list[LogEvent]) -> None:
+    make = maker(factory)
+    store = make(tmp_path)
+    store.append(txns(1, 2))
+    store.append(txns(3))
+    store.close()
+    corrupt(tmp_path)
+    store = make(tmp_path)
+    store.close()
+    [line] = [formatEvent(e) for e in logged]
+    assert "dropped 1 corrupt" in line and "0x3" in line
+
+
+@pytest.mark.parametrize("first, second", [
+    (sqlite_hooks, rocks_hooks), (rocks_hooks, sqlite_hooks)], ids=["sqlite", "rocksdb"])
+def test_a_store_refuses_another_stores_data_dir(first: object, second: object,
+                                                 tmp_path: Path) -> None:
+    owner, intruder = spec(first), spec(second)
+    maker(owner.factory)(tmp_path).close()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(StoreError) as raised:
+        maker(intruder.factory)(tmp_path)
+    assert str(tmp_path / owner.name) in str(raised.value)
+    assert f"the {owner.name} store" in str(raised.value)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_hooks_offer_the_three_stores() -> None:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for hooks in (memory_hooks, sqlite_hooks, rocks_hooks):
+        pm.register(hooks)
+    pm.check_pending()
+    offered = [b for answer in pm.hook.zk_storage_backends() for b in answer]
+    assert sorted(b.name for b in offered) == ["memory", "rocksdb", "sqlite"]
+
+
+@pytest.mark.parametrize("hooks", [memory_hooks, sqlite_hooks, rocks_hooks],
+                         ids=["memory", "sqlite", "rocksdb"])
+def test_unknown_option_is_refused(hooks: object, tmp_path: Path) -> None:
+    backend = spec(hooks)
+    with pytest.raises(StoreError, match=f"{backend.name}.colour"):
+        backend.factory(StubConfig(data_dir=str(tmp_path), options={
+            f"{backend.name}.colour": "blue"}))
+
+
+@pytest.mark.parametrize("force_sync, synchronous", [(True, 2), (False, 1)])
+def test_sqlite_pragmas(force_sync: bool, synchronous: int, tmp_path: Path) -> None:
+    store = spec(sqlite_hooks).factory(StubConfig(data_dir=str(tmp_path), force_sync=force_sync))
+    store.open()
+    try:
+        with store._transaction() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == synchronous
+    finally:
+        store.close()
+
+
+def test_sqlite_failed_append_raises_and_stores_nothing(tmp_path: Path) -> None:
+    store = maker(spec(sqlite_hooks).factory)(tmp_path)
+    store.append(txns(1))
+    with closing(sqlite3.connect(tmp_path / "sqlite" / "zk.db")) as db:
+        db.execute("CREATE TRIGGER full_disk BEFORE INSERT ON txnlog "
+                   "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+        db.commit()
+        with pytest.raises(StoreError, match="disk is full"):
+            store.append(txns(2, 3))
+        assert store.last_zxid() == 1
+        assert list(store.read_from(0)) == txns(1)
+        db.execute("DROP TRIGGER full_disk")
+        db.commit()
+    store.append(txns(2, 3))
+    assert list(store.read_from(0)) == txns(1, 2, 3)
+    store.close()
+
+
+def test_rocks_failed_write_raises(tmp_path: Path) -> None:
+    store = maker(spec(rocks_hooks).factory)(tmp_path)
+    store._db.close()  # the database goes away beneath the store
+    with pytest.raises(StoreError, match="write failed"):
+        store.append(txns(1))
+    assert store.last_zxid() == 0
+
+
+# -- the suite catches broken stores ----------------------------------------------------------
+
+BROKEN_STORES = textwrap.dedent('''
+    import pytest
+    from core.testing.store_suite import StoreSuite
+    from plugins.storage_sqlite.store import SqliteStore
+
+    class ForgetfulStore(SqliteStore):
+        """Loses the newest txn on every restart."""
+        def open(self):
+            super().open()
+            if self.last_zxid():
+                self.truncate_after(self.last_zxid() - 1)
+
+    class GreedyStore(SqliteStore):
+        """read_from(zxid) returns the txn at zxid too."""
+        def read_from(self, zxid):
+            return super().read_from(zxid - 1)
+
+    def make_store_of(cls):
+        @pytest.fixture
+        def make_store(self):
+            def make(data_dir):
+                store = cls(str(data_dir))
+                store.open()
+                return store
+            return make
+        return make_store
+
+    class TestForgetful(StoreSuite):
+        make_store = make_store_of(ForgetfulStore)
+
+    class TestGreedy(StoreSuite):
+        make_store = make_store_of(GreedyStore)
+
+    class TestHonest(StoreSuite):
+        make_store = make_store_of(SqliteStore)
+''')
+
+
+def test_the_suite_fails_broken_stores(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_broken=BROKEN_STORES)
+    # pytest-twisted, when installed, cannot run inside a run it already drives
+    recorder = pytester.inline_run("-p", "no:cacheprovider", "-p", "no:twisted")
+    passed, _, failed = recorder.listoutcomes()
+    failed_tests = {report.nodeid.split("::", 1)[1] for report in failed}
+    passed_tests = {report.nodeid.split("::", 1)[1] for report in passed}
+    assert not {t for t in failed_tests if t.startswith("TestHonest::")}
+    assert {"TestForgetful::test_log_survives_reopen",
+            "TestForgetful::test_truncate_survives_reopen",
+            "TestGreedy::test_read_from_bounds",
+            "TestGreedy::test_truncate_removes_the_snapshots_above"} <= failed_tests
+    assert {"TestForgetful::test_append_then_read_in_order",
+            "TestGreedy::test_meta_survives_reopen"} <= passed_tests
