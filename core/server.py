@@ -342,7 +342,7 @@ class ZKServer:
             dirty.pop().flush()
 
     def _write_reply(self, op: int, xid: int, zxid: int, r: TxnResult) -> bytes:
-        if r.err and op != OpCode.multi:  # a failed multi reports per op; its header says OK
+        if r.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
             return reply_frame(xid, zxid, r.err)
         return reply_frame(xid, zxid, 0, self._result_body(op, r))
 

@@ -1,0 +1,379 @@
+"""Making txns from write requests: ZooKeeper's PrepRequestProcessor.
+
+`Prep.prep(request, zxid)` validates a write against the tree *plus* the changes of txns
+already made but not yet applied (ZooKeeper's outstandingChanges: writes are pipelined, so a
+create and a create of its child in one batch both succeed), fixes every nondeterministic value
+(zxid, time, sequence suffix, ephemeral owner, new versions) and returns the Txn. A failing
+write becomes an error txn carrying its zxid (TxnHeader type -1, ErrorTxn(code)); a failing
+multi becomes a MultiTxn (the sub-txns made before the failure, ErrorTxn(code), then
+ErrorTxn(-2) for the rest). ZooKeeper errors never escape as exceptions.
+
+After `tree.apply(txn)`, call `applied(txn.zxid)` so the change records of that txn are dropped
+and the tree is consulted again.
+
+Request records, by op: create/create2/createContainer CreateRequest, createTTL
+CreateTTLRequest, delete DeleteRequest, setData SetDataRequest, setACL SetACLRequest,
+deleteContainer anything with `.path` (PathRequest from a 3.9 client, DeleteTxn from the
+server's container cleanup), reconfig ReconfigRequest, createSession CreateSessionTxn(timeout),
+closeSession None, multi a sequence of (MultiHeader.type, op record) pairs.
+
+Where ours departs from ZooKeeper (protocol.md "3.8 vs 3.9"): deleteContainer from a client
+(session id != 0) needs a live session and DELETE on the parent; session id 0 is the server's
+own container/TTL cleanup and is not checked. A top-level check (13) is UNIMPLEMENTED, as in
+3.9.3+. Change records carry the owner the tree will really give a node (ZooKeeper's record of
+a createContainer with an ephemeral flag names the session).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from core.acl import AccessControl
+from core.errors import Code, ZKError
+from core.interfaces import Request
+from core.opcodes import CONTAINER_EPHEMERAL_OWNER, MAX_TTL, CreateMode, OpCode, Perm, ttl_owner
+from core.paths import parent_of, validate_path
+from core.records import (
+    ACL, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateTTLTxn, CreateTxn, DeleteTxn,
+    ErrorTxn, SetACLTxn, SetDataTxn, TxnHeader,
+)
+from core.sessions import SessionTracker
+from core.tree import SPECIAL_PATHS, DataTree, Node, kind_of_owner
+from core.txn import Txn
+
+_CREATES = (OpCode.create, OpCode.create2, OpCode.createContainer)
+_MULTI_PLAIN = frozenset({OpCode.delete, OpCode.setData, OpCode.check})
+# ops whose session ZooKeeper does not check in prep (deleteContainer: see the module doc)
+_NO_SESSION_CHECK = frozenset({OpCode.createSession, OpCode.closeSession, OpCode.deleteContainer})
+
+
+class _Change:
+    """A pending change to one path (ZooKeeper's ChangeRecord): the node as it will be once
+    the txn `zxid` is applied, or `exists` False for a delete."""
+
+    __slots__ = ("zxid", "path", "exists", "version", "cversion", "aversion",
+                 "ephemeral_owner", "acl", "nchildren")
+
+    def __init__(self, zxid: int, path: str, exists: bool, version: int, cversion: int,
+                 aversion: int, ephemeral_owner: int, acl: tuple[ACL, ...],
+                 nchildren: int) -> None:
+        self.zxid = zxid
+        self.path = path
+        self.exists = exists
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.ephemeral_owner = ephemeral_owner
+        self.acl = acl
+        self.nchildren = nchildren
+
+
+_Record = Node | _Change
+_Handler = Callable[[int, Any, Request, int], Any]
+
+
+def _nchildren(rec: _Record) -> int:
+    return rec.nchildren if type(rec) is _Change else len(rec.children)  # type: ignore[union-attr]
+
+
+def _next_version(current: int, expected: int) -> int:
+    """checkAndIncVersion: BADVERSION unless `expected` is -1 or `current`; the next version
+    wraps as a Java int and skips -1 (ZOOKEEPER-4743)."""
+    if expected != -1 and expected != current:
+        raise ZKError(Code.BADVERSION)
+    n = current + 1
+    if n > 0x7FFFFFFF:
+        n = -0x80000000
+    return 0 if n == -1 else n
+
+
+def _check_delete_path(path: str | None) -> str:
+    """getParentPathAndValidate: the parent path, or BADARGUMENTS for a path without `/`,
+    with a NUL, or one of `/`, /zookeeper, /zookeeper/quota, /zookeeper/config."""
+    if path is None or "/" not in path or "\0" in path or path in SPECIAL_PATHS:
+        raise ZKError(Code.BADARGUMENTS, path)
+    return parent_of(path)
+
+
+class Prep:
+    """PrepRequestProcessor: turns write requests into txns; see the module doc."""
+
+    def __init__(self, tree: DataTree, access: AccessControl, sessions: SessionTracker,
+                 extended_types: bool, now_ms: Callable[[], int]) -> None:
+        self.tree = tree
+        self.access = access
+        self.sessions = sessions
+        self.extended_types = extended_types
+        self.now_ms = now_ms
+        self._pending: dict[str, _Change] = {}
+        self._order: deque[_Change] = deque()
+        self._undo: list[tuple[str, _Change | None]] | None = None
+        self._handlers: dict[int, _Handler] = {
+            OpCode.create: self._create, OpCode.create2: self._create,
+            OpCode.createContainer: self._create, OpCode.createTTL: self._create,
+            OpCode.delete: self._delete, OpCode.deleteContainer: self._delete_container,
+            OpCode.setData: self._set_data, OpCode.setACL: self._set_acl,
+            OpCode.check: self._check, OpCode.reconfig: self._reconfig,
+            OpCode.createSession: self._create_session, OpCode.closeSession: self._close_session,
+        }
+
+    # -- public -------------------------------------------------------------------------------
+
+    def prep(self, request: Request, zxid: int) -> Txn:
+        """The txn for `request`, numbered `zxid` (see the module doc). Raises ValueError only
+        for a request type that makes no txn (reads, sync, ping...)."""
+        t = request.type
+        header = TxnHeader(request.session_id, request.cxid, zxid, self.now_ms(), t)
+        if t == OpCode.multi:
+            return self._multi(request, header)
+        handler = self._handlers.get(t)
+        if handler is None:
+            raise ValueError(f"request type {t} makes no txn")
+        try:
+            if t not in _NO_SESSION_CHECK or (t == OpCode.deleteContainer and request.session_id):
+                self.sessions.check(request.session_id)
+            if request.record is None and t != OpCode.closeSession:
+                raise ZKError(Code.MARSHALLINGERROR)
+            if t == OpCode.check:
+                raise ZKError(Code.UNIMPLEMENTED)
+            body = handler(t, request.record, request, zxid)
+        except ZKError as e:
+            header.type = OpCode.error
+            return Txn(header, ErrorTxn(e.code))
+        return Txn(header, body)
+
+    def applied(self, zxid: int) -> None:
+        """Forget the change records of every txn up to `zxid` (it is in the tree now)."""
+        order = self._order
+        pending = self._pending
+        while order and order[0].zxid <= zxid:
+            c = order.popleft()
+            if pending.get(c.path) is c:
+                del pending[c.path]
+
+    def pending_count(self) -> int:
+        """How many change records are outstanding (for metrics and tests)."""
+        return len(self._order)
+
+    # -- records ------------------------------------------------------------------------------
+
+    def _lookup(self, path: str) -> _Record | None:
+        """The node as the pending txns will leave it, or None if it will not exist."""
+        c = self._pending.get(path)
+        if c is not None:
+            return c if c.exists else None
+        return self.tree.nodes.get(path)
+
+    def _get(self, path: str) -> _Record:
+        rec = self._lookup(path)
+        if rec is None:
+            raise ZKError(Code.NONODE, path)
+        return rec
+
+    def _add(self, change: _Change) -> None:
+        if self._undo is not None:
+            self._undo.append((change.path, self._pending.get(change.path)))
+        self._pending[change.path] = change
+        self._order.append(change)
+
+    def _add_deleted(self, zxid: int, path: str, parent_path: str) -> None:
+        """Record the delete of `path` and its parent's loss of a child."""
+        parent = self._lookup(parent_path)
+        if parent is not None:
+            self._add(_Change(zxid, parent_path, True, parent.version, parent.cversion,
+                              parent.aversion, parent.ephemeral_owner, parent.acl,
+                              _nchildren(parent) - 1))
+        self._add(_Change(zxid, path, False, 0, 0, 0, 0, (), 0))
+
+    def _rollback(self) -> None:
+        """Undo the change records added since `_undo` was started (a failed multi)."""
+        undo = self._undo or []
+        pending = self._pending
+        for path, previous in reversed(undo):
+            self._order.pop()
+            if previous is None:
+                pending.pop(path, None)
+            else:
+                pending[path] = previous
+        undo.clear()
+
+    # -- ops ----------------------------------------------------------------------------------
+
+    def _create(self, t: int, rec: Any, request: Request, zxid: int) -> Any:
+        """pRequest2TxnCreate; the op code decides the node kind, the flags only its mode."""
+        flags: int = rec.flags
+        if not 0 <= flags <= 6:
+            raise ZKError(Code.BADARGUMENTS, rec.path)  # CreateMode.fromFlag
+        mode = CreateMode(flags)
+        ttl: int = rec.ttl if t == OpCode.createTTL else -1
+        if mode.ttl:
+            if not self.extended_types:
+                raise ZKError(Code.UNIMPLEMENTED, rec.path)
+            if not 1 <= ttl <= MAX_TTL:
+                raise ZKError(Code.BADARGUMENTS, rec.path)
+        elif ttl >= 0 or t == OpCode.createTTL:
+            raise ZKError(Code.BADARGUMENTS, rec.path)
+        path: str | None = rec.path
+        if path is None or "/" not in path or "\0" in path:
+            raise ZKError(Code.BADARGUMENTS, path)
+        parent_path = parent_of(path)
+        acl = self.access.fixup(rec.acl, request.auth)
+        parent = self._get(parent_path)
+        self.access.check(parent.acl, request.auth, Perm.CREATE)
+        if mode.sequential:
+            path = f"{path}{parent.cversion:010d}"
+        validate_path(path)
+        if self._lookup(path) is not None:
+            raise ZKError(Code.NODEEXISTS, path)
+        if kind_of_owner(parent.ephemeral_owner) == 1:
+            raise ZKError(Code.NOCHILDRENFOREPHEMERALS, path)
+        cversion = parent.cversion + 1 if parent.cversion < 0x7FFFFFFF else -0x80000000
+        acl_list = list(acl)
+        body: Any
+        if t == OpCode.createContainer:
+            body = CreateContainerTxn(path, rec.data, acl_list, cversion)
+            owner = CONTAINER_EPHEMERAL_OWNER
+        elif t == OpCode.createTTL:
+            body = CreateTTLTxn(path, rec.data, acl_list, cversion, ttl)
+            owner = ttl_owner(ttl)
+        else:
+            body = CreateTxn(path, rec.data, acl_list, mode.ephemeral, cversion)
+            owner = request.session_id if mode.ephemeral else 0
+        self._add(_Change(zxid, parent_path, True, parent.version, cversion, parent.aversion,
+                          parent.ephemeral_owner, parent.acl, _nchildren(parent) + 1))
+        self._add(_Change(zxid, path, True, 0, 0, 0, owner, acl, 0))
+        return body
+
+    def _delete(self, t: int, rec: Any, request: Request, zxid: int) -> DeleteTxn:
+        path: str = rec.path
+        parent_path = _check_delete_path(path)
+        parent = self._get(parent_path)
+        self.access.check(parent.acl, request.auth, Perm.DELETE)
+        node = self._get(path)
+        _next_version(node.version, rec.version)
+        if _nchildren(node):
+            raise ZKError(Code.NOTEMPTY, path)
+        self._add_deleted(zxid, path, parent_path)
+        return DeleteTxn(path)
+
+    def _delete_container(self, t: int, rec: Any, request: Request, zxid: int) -> DeleteTxn:
+        """3.9: any empty node but a session's ephemeral (BADVERSION for those)."""
+        path: str = rec.path
+        parent_path = _check_delete_path(path)
+        parent = self._get(parent_path)
+        if request.session_id:
+            self.access.check(parent.acl, request.auth, Perm.DELETE)
+        node = self._get(path)
+        if _nchildren(node):
+            raise ZKError(Code.NOTEMPTY, path)
+        if kind_of_owner(node.ephemeral_owner) == 1:
+            raise ZKError(Code.BADVERSION, path)
+        self._add_deleted(zxid, path, parent_path)
+        return DeleteTxn(path)
+
+    def _set_data(self, t: int, rec: Any, request: Request, zxid: int) -> SetDataTxn:
+        path: str = rec.path
+        validate_path(path)
+        node = self._get(path)
+        self.access.check(node.acl, request.auth, Perm.WRITE)
+        version = _next_version(node.version, rec.version)
+        self._add(_Change(zxid, path, True, version, node.cversion, node.aversion,
+                          node.ephemeral_owner, node.acl, _nchildren(node)))
+        return SetDataTxn(path, rec.data, version)
+
+    def _set_acl(self, t: int, rec: Any, request: Request, zxid: int) -> SetACLTxn:
+        path: str = rec.path
+        validate_path(path)
+        acl = self.access.fixup(rec.acl, request.auth)
+        node = self._get(path)
+        self.access.check(node.acl, request.auth, Perm.ADMIN)
+        aversion = _next_version(node.aversion, rec.version)
+        self._add(_Change(zxid, path, True, node.version, node.cversion, aversion,
+                          node.ephemeral_owner, acl, _nchildren(node)))
+        return SetACLTxn(path, list(acl), aversion)
+
+    def _check(self, t: int, rec: Any, request: Request, zxid: int) -> CheckVersionTxn:
+        """check in a multi: READ permission and the version; the txn holds the next version."""
+        path: str = rec.path
+        validate_path(path)
+        node = self._get(path)
+        self.access.check(node.acl, request.auth, Perm.READ)
+        return CheckVersionTxn(path, _next_version(node.version, rec.version))
+
+    def _reconfig(self, t: int, rec: Any, request: Request, zxid: int) -> Any:
+        raise ZKError(Code.RECONFIGDISABLED)
+
+    def _create_session(self, t: int, rec: Any, request: Request, zxid: int) -> Any:
+        return rec
+
+    def _close_session(self, t: int, rec: Any, request: Request, zxid: int) -> CloseSessionTxn:
+        """Every ephemeral of the session, pending creates and deletes included; the session
+        is marked closing so that its later requests fail."""
+        sid = request.session_id
+        paths = set(self.tree.ephemerals.get(sid, ()))
+        for c in self._order:
+            if not c.exists:
+                paths.discard(c.path)
+            elif c.ephemeral_owner == sid:
+                paths.add(c.path)
+        doomed = sorted(paths)
+        for path in doomed:
+            self._add_deleted(zxid, path, parent_of(path))
+        self.sessions.set_closing(sid)
+        return CloseSessionTxn(doomed)
+
+    # -- multi --------------------------------------------------------------------------------
+
+    def _multi(self, request: Request, header: TxnHeader) -> Txn:
+        """All ops with one zxid, atomically: the first failure rolls back the change records
+        the multi made and turns the rest into ErrorTxn(-2)."""
+        try:
+            plan = self._multi_plan(request.record)
+        except ZKError as e:
+            header.type = OpCode.error
+            return Txn(header, ErrorTxn(e.code))
+        zxid = header.zxid
+        failed: int | None = None
+        if plan:
+            try:
+                self.sessions.check(request.session_id)
+            except ZKError as e:
+                failed = e.code
+        subs: list[tuple[int, Any]] = []
+        self._undo = []
+        try:
+            for t, rec in plan:
+                if failed is not None:
+                    subs.append((OpCode.error, ErrorTxn(
+                        failed if not subs else Code.RUNTIMEINCONSISTENCY)))
+                    continue
+                try:
+                    subs.append((t, self._handlers[t](t, rec, request, zxid)))
+                except ZKError as e:
+                    failed = e.code
+                    subs.append((OpCode.error, ErrorTxn(e.code)))
+                    self._rollback()
+        finally:
+            self._undo = None
+        return Txn(header, subs)
+
+    def _multi_plan(self, ops: Any) -> list[tuple[int, Any]]:
+        """The (txn type, record) of each op, or MARSHALLINGERROR for the whole request: a
+        read or unknown op, or a create flag the op cannot take (3.9: the flags pick a
+        container, the op code a plain create's type; TTL flags only under createTTL)."""
+        if ops is None:
+            raise ZKError(Code.MARSHALLINGERROR)
+        plan: list[tuple[int, Any]] = []
+        for t, rec in ops:
+            if t in _MULTI_PLAIN:
+                plan.append((t, rec))
+                continue
+            if t not in _CREATES and t != OpCode.createTTL:
+                raise ZKError(Code.MARSHALLINGERROR)
+            flags = rec.flags
+            if not 0 <= flags <= 6 or (flags in (5, 6)) != (t == OpCode.createTTL):
+                raise ZKError(Code.MARSHALLINGERROR)
+            plan.append((OpCode.createContainer if flags == 4 else t, rec))
+        return plan

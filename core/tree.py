@@ -1,0 +1,456 @@
+"""The data tree: znodes in memory, changed only by applying committed txns (DataTree.java).
+
+`DataTree.apply(txn)` is deterministic: every member applies the same txns in zxid order and
+ends with the same tree. Watch triggers go to a `TreeListener` exactly where ZooKeeper's
+DataTree triggers its data and child watch managers.
+
+Applying is tolerant, as ZooKeeper's processTxn: a create whose node exists or whose parent is
+missing, and a delete or setData of a missing node, change nothing (beyond what ZooKeeper
+changes: see `_create` and `_delete`) and report NODEEXISTS / NONODE in the TxnResult. That is
+what replaying the log over a fuzzy snapshot needs (quorum.md 4.4); there is no separate
+replay mode.
+
+The tree also keeps ZooKeeper's tree digest (quorum.md 3.2) up to date on every change.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
+from core.errors import Code
+from core.opcodes import CONTAINER_EPHEMERAL_OWNER, TTL_MASK, EventType, OpCode, ttl_owner
+from core.paths import child_name, parent_of
+from core.records import ACL, DeleteTxn, Id, SetDataTxn, Stat
+from core.txn import Txn
+
+ZOOKEEPER = "/zookeeper"
+QUOTA = "/zookeeper/quota"
+CONFIG = "/zookeeper/config"
+SPECIAL_PATHS = frozenset({"/", ZOOKEEPER, QUOTA, CONFIG})  # DataTree.isSpecialPath
+DIGEST_VERSION = 2
+
+_NO_CHILDREN: frozenset[str] = frozenset()
+_MASK64 = (1 << 64) - 1
+_DIGEST_STAT = struct.Struct(">qqqqqiiiq")
+
+
+class TreeListener(Protocol):
+    """Told of every watch trigger while a txn is applied (the watch manager)."""
+
+    def triggered(self, path: str, event_type: int, zxid: int, acl: tuple[ACL, ...]) -> None:
+        """`event_type` (EventType) happened at `path` by the txn `zxid`. `acl` is the ACL that
+        governs delivery: the node's own, or the parent's for NodeChildrenChanged."""
+
+
+class _Silent:
+    """The listener of a tree nobody watches."""
+
+    def triggered(self, path: str, event_type: int, zxid: int, acl: tuple[ACL, ...]) -> None:
+        pass
+
+
+def kind_of_owner(owner: int) -> int:
+    """Classify a persisted ephemeralOwner: 0 plain, 1 session ephemeral, 2 container, 3 TTL
+    (EphemeralType.get with extended types on; a TTL owner has the top byte 0xff and the
+    reserved bits clear, which no session id of a member with sid <= 254 has)."""
+    if owner == 0:
+        return 0
+    if owner == CONTAINER_EPHEMERAL_OWNER:
+        return 2
+    if owner & -0x10000000000 == TTL_MASK:  # 0xffffff0000000000: marker + reserved bits
+        return 3
+    return 1
+
+
+class Node:
+    """One znode. Persisted stat values (ZooKeeper's StatPersisted): `cversion` counts child
+    creates only; `ephemeral_owner` holds the container/TTL markers. `stat()` is the client view.
+
+    `children` is a shared empty frozenset while the node has no child, a set of child names
+    otherwise: iterate it and take its len(), never change it outside the tree."""
+
+    __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
+                 "aversion", "ephemeral_owner", "pzxid", "children")
+
+    data: bytes
+    acl: tuple[ACL, ...]
+    czxid: int
+    mzxid: int
+    ctime: int
+    mtime: int
+    version: int
+    cversion: int
+    aversion: int
+    ephemeral_owner: int
+    pzxid: int
+    children: set[str] | frozenset[str]  # child names (not paths)
+
+    def __init__(self, data: bytes, acl: tuple[ACL, ...], czxid: int, mzxid: int, ctime: int,
+                 mtime: int, version: int, cversion: int, aversion: int, ephemeral_owner: int,
+                 pzxid: int) -> None:
+        self.data = data
+        self.acl = acl
+        self.czxid = czxid
+        self.mzxid = mzxid
+        self.ctime = ctime
+        self.mtime = mtime
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.ephemeral_owner = ephemeral_owner
+        self.pzxid = pzxid
+        self.children = _NO_CHILDREN
+
+    def stat(self) -> Stat:
+        """The Stat a client sees (DataNode.copyStat)."""
+        n = len(self.children)
+        cversion = self.cversion * 2 - n
+        if not -0x80000000 <= cversion <= 0x7FFFFFFF:
+            cversion = (cversion + 0x80000000) % 0x100000000 - 0x80000000  # Java int arithmetic
+        owner = self.ephemeral_owner
+        if owner < 0 and kind_of_owner(owner) > 1:
+            owner = 0
+        return Stat(self.czxid, self.mzxid, self.ctime, self.mtime, self.version, cversion,
+                    self.aversion, owner, len(self.data), n, self.pzxid)
+
+
+def node_digest(path: str, node: Node) -> int:
+    """ZooKeeper's DigestCalculator: CRC32 of the path ("" for the root), the data and the
+    persisted stat; 0 for nodes under /zookeeper/."""
+    if path.startswith("/zookeeper/"):
+        return 0
+    crc = zlib.crc32(b"" if path == "/" else path.encode("utf-8", "surrogatepass"))
+    crc = zlib.crc32(node.data, crc)
+    return zlib.crc32(_DIGEST_STAT.pack(
+        node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime, node.version, node.cversion,
+        node.aversion, node.ephemeral_owner), crc)
+
+
+@dataclass(slots=True)
+class TxnResult:
+    """What applying one txn (or one sub-txn of a multi) produced, for the reply.
+
+    `err` is 0 or the error code of an ErrorTxn (or NONODE/NODEEXISTS for a txn that no longer
+    fits the tree; a multi's own err is always 0); `type` the (sub-)txn type; `path` the
+    created path for creates; `stat` the node's new Stat for creates, setData and setACL;
+    `multi` the sub-results of a multi, in order."""
+
+    type: int
+    err: int = 0
+    path: str | None = None
+    stat: Stat | None = None
+    multi: list[TxnResult] | None = None
+
+
+_Op = Callable[[int, Any, int, int, int], TxnResult]
+
+
+class DataTree:
+    """All znodes, by full path. Starts with `/`, `/zookeeper`, `/zookeeper/quota` and
+    `/zookeeper/config`.
+
+    As in ZooKeeper, `nodes` holds the root under both "/" and "" (so `len(nodes)` is
+    ZooKeeper's node count: 5 for an empty tree, and `get("")` is the root). `digest` is the
+    tree digest of quorum.md 3.2 (signed 64-bit)."""
+
+    nodes: dict[str, Node]
+    last_zxid: int
+    ephemerals: dict[int, set[str]]  # session id -> paths of its ephemeral nodes
+    containers: set[str]
+    ttls: set[str]
+
+    def __init__(self, listener: TreeListener | None = None) -> None:
+        self.listener: TreeListener = listener if listener is not None else _Silent()
+        self.last_zxid = 0
+        self.ephemerals = {}
+        self.containers = set()
+        self.ttls = set()
+        self._digest = 0
+        self._acls: dict[tuple[tuple[int, str, str], ...], tuple[ACL, ...]] = {}
+        root = Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        self.nodes = {"/": root, "": root}
+        self._ops: dict[int, _Op] = {
+            OpCode.create: self._create, OpCode.create2: self._create,
+            OpCode.createContainer: self._create, OpCode.createTTL: self._create,
+            OpCode.delete: self._delete, OpCode.deleteContainer: self._delete,
+            OpCode.setData: self._set_data, OpCode.reconfig: self._set_data,
+            OpCode.setACL: self._set_acl, OpCode.check: self._check,
+            OpCode.createSession: self._no_change, OpCode.closeSession: self._close_session,
+            OpCode.error: self._error, OpCode.multi: self._multi,
+        }
+        self._digest = node_digest("/", root)
+        for path in (ZOOKEEPER, QUOTA, CONFIG):
+            self.add_node(path, Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        config = self.nodes[CONFIG]
+        config.acl = READ_ACL_UNSAFE  # ZOOKEEPER-2014: setACL(READ_ACL_UNSAFE, -1)
+        config.aversion = -1
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, path: str) -> Node | None:
+        """The node at `path`, or None."""
+        return self.nodes.get(path)
+
+    @property
+    def digest(self) -> int:
+        """The tree digest (sum of node digests, wrapping signed 64-bit)."""
+        d = self._digest
+        return d - (1 << 64) if d >= 1 << 63 else d
+
+    def descendants_count(self, path: str) -> int:
+        """Nodes below `path` (getAllChildrenNumber); 0 for a missing node."""
+        if path == "/":
+            return len(self.nodes) - 2
+        if path not in self.nodes:
+            return 0
+        count = 0
+        stack = [path]
+        while stack:
+            p = stack.pop()
+            node = self.nodes.get(p)
+            if node is None:
+                continue
+            prefix = "" if p == "/" else p
+            for name in node.children:
+                count += 1
+                stack.append(f"{prefix}/{name}")
+        return count
+
+    def session_ephemerals(self, session_id: int) -> set[str]:
+        """A copy of the paths of the session's ephemeral nodes."""
+        return set(self.ephemerals.get(session_id, ()))
+
+    def intern_acl(self, acl: Sequence[ACL] | None) -> tuple[ACL, ...]:
+        """One shared tuple per distinct ACL list, in order (nodes share it)."""
+        key = tuple((a.perms, a.id.scheme, a.id.id) for a in acl or ())
+        found = self._acls.get(key)
+        if found is None:
+            found = self._acls[key] = tuple(ACL(p, Id(s, i)) for p, s, i in key)
+        return found
+
+    # -- building -----------------------------------------------------------------------------
+
+    def add_node(self, path: str, node: Node) -> None:
+        """Insert `node` at `path` under its existing parent, as read from a snapshot: indexes
+        its owner and counts its digest, changes no stat and triggers nothing. The root ("" or
+        "/") replaces the current root. Raises ValueError when the parent is missing."""
+        if path in ("", "/"):
+            old = self.nodes["/"]
+            node.children = old.children
+            self._digest = (self._digest - node_digest("/", old) + node_digest("/", node)) & _MASK64
+            self.nodes["/"] = self.nodes[""] = node
+            return
+        parent = self.nodes.get(parent_of(path))
+        if parent is None:
+            raise ValueError(f"no parent for {path!r}")
+        old = self.nodes.get(path)
+        if old is not None:
+            self._forget(path, old)
+            node.children = old.children
+        self._add_child(parent, child_name(path))
+        self.nodes[path] = node
+        self._remember(path, node)
+
+    def set_config(self, data: bytes, time: int, zxid: int = 0) -> None:
+        """Rewrite /zookeeper/config from the local configuration, as ZooKeeper does at start
+        and after SNAP when reconfig is disabled (ZKDatabase.initConfigInZKDatabase: version -1,
+        mzxid = the config version)."""
+        self._set_data(OpCode.setData, SetDataTxn(CONFIG, data, -1), 0, zxid, time)
+
+    # -- applying -----------------------------------------------------------------------------
+
+    def apply(self, txn: Txn) -> TxnResult:
+        """Apply one committed txn (any type) and report what it did; see the module doc for
+        how a txn that no longer fits the tree is handled."""
+        h = txn.header
+        op = self._ops.get(h.type)
+        if op is None:
+            raise ValueError(f"unknown txn type {h.type}")
+        result = op(h.type, txn.body, h.clientId, h.zxid, h.time)
+        if h.zxid > self.last_zxid:
+            self.last_zxid = h.zxid
+        return result
+
+    def _create(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
+        """DataTree.createNode. An existing node gets the txn's ACL (as ZooKeeper) and, for a
+        plain create, its parent's cversion/pzxid are raised (processTxn's NODEEXISTS rule)."""
+        path: str = body.path
+        if t == OpCode.createContainer:
+            owner = CONTAINER_EPHEMERAL_OWNER
+        elif t == OpCode.createTTL:
+            owner = ttl_owner(body.ttl)
+        else:
+            owner = client_id if body.ephemeral else 0
+        parent_path = parent_of(path)
+        nodes = self.nodes
+        parent = nodes.get(parent_path)
+        if parent is None:
+            return TxnResult(t, Code.NONODE, path)
+        acl = self.intern_acl(body.acl)
+        existing = nodes.get(path)
+        if existing is not None:
+            existing.acl = acl
+            if t == OpCode.create:
+                self._raise_cversion(parent_path, parent, body.parentCVersion, zxid)
+            return TxnResult(t, Code.NODEEXISTS, path)
+        self._raise_cversion(parent_path, parent, body.parentCVersion, zxid)
+        self._add_child(parent, child_name(path))
+        node = Node(body.data or b"", acl, zxid, zxid, time, time, 0, 0, 0, owner, zxid)
+        nodes[path] = node
+        self._remember(path, node)
+        listener = self.listener
+        listener.triggered(path, EventType.NodeCreated, zxid, acl)
+        listener.triggered(parent_path, EventType.NodeChildrenChanged, zxid, parent.acl)
+        return TxnResult(t, 0, path, node.stat())
+
+    def _raise_cversion(self, path: str, node: Node, cversion: int, zxid: int) -> None:
+        """Set the parent's persisted cversion and pzxid, only if the txn's cversion is higher
+        (-1 means one more than now)."""
+        if cversion == -1:
+            cversion = node.cversion + 1
+        if cversion > node.cversion:
+            old = node_digest(path, node)
+            node.cversion = cversion
+            node.pzxid = zxid
+            self._digest = (self._digest - old + node_digest(path, node)) & _MASK64
+
+    def _delete(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
+        """DataTree.deleteNode: the parent loses the child name and its pzxid is raised even
+        when the node is already gone (then NONODE)."""
+        path: str = body.path
+        parent_path = parent_of(path)
+        nodes = self.nodes
+        parent = nodes.get(parent_path)
+        if parent is None:
+            return TxnResult(t, Code.NONODE, path)
+        name = child_name(path)
+        if zxid > parent.pzxid:
+            old = node_digest(parent_path, parent)
+            parent.pzxid = zxid
+            self._digest = (self._digest - old + node_digest(parent_path, parent)) & _MASK64
+        children = parent.children
+        if name in children:
+            if len(children) == 1:
+                parent.children = _NO_CHILDREN
+            else:
+                children.remove(name)  # type: ignore[union-attr]
+        node = nodes.pop(path, None)
+        if node is None:
+            return TxnResult(t, Code.NONODE, path)
+        self._forget(path, node)
+        listener = self.listener
+        listener.triggered(path, EventType.NodeDeleted, zxid, node.acl)
+        listener.triggered(parent_path, EventType.NodeChildrenChanged, zxid, parent.acl)
+        return TxnResult(t, 0, path)
+
+    def _set_data(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
+        """DataTree.setData (also reconfig's txn)."""
+        path: str = body.path
+        node = self.nodes.get(path)
+        if node is None:
+            return TxnResult(t, Code.NONODE, path)
+        old = node_digest(path, node)
+        node.data = body.data or b""
+        node.mtime = time
+        node.mzxid = zxid
+        node.version = body.version
+        self._digest = (self._digest - old + node_digest(path, node)) & _MASK64
+        self.listener.triggered(path, EventType.NodeDataChanged, zxid, node.acl)
+        return TxnResult(t, 0, path, node.stat())
+
+    def _set_acl(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
+        """DataTree.setACL: new ACL and aversion, no watch."""
+        path: str = body.path
+        node = self.nodes.get(path)
+        if node is None:
+            return TxnResult(t, Code.NONODE, path)
+        old = node_digest(path, node)
+        node.aversion = body.version
+        node.acl = self.intern_acl(body.acl)
+        self._digest = (self._digest - old + node_digest(path, node)) & _MASK64
+        return TxnResult(t, 0, path, node.stat())
+
+    def _check(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
+        return TxnResult(t, 0, body.path)
+
+    def _no_change(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
+        return TxnResult(t)
+
+    def _error(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
+        return TxnResult(t, body.err)
+
+    def _close_session(self, t: int, body: Any, client_id: int, zxid: int,
+                       time: int) -> TxnResult:
+        """DataTree.killSession: delete the txn's paths, then any other ephemeral the tree
+        still holds for the session (a missing node is skipped)."""
+        local = self.ephemerals.pop(client_id, None)
+        listed: Iterable[str] = (body.paths2Delete or ()) if body is not None else ()
+        for path in listed:
+            self._delete(OpCode.delete, DeleteTxn(path), client_id, zxid, time)
+            if local is not None:
+                local.discard(path)
+        for path in sorted(local or ()):
+            self._delete(OpCode.delete, DeleteTxn(path), client_id, zxid, time)
+        return TxnResult(t)
+
+    def _multi(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
+        """All sub-txns in order, or, when one is an error, none: the ones before it report 0
+        (rolled back), the error its code, the ones after RUNTIMEINCONSISTENCY. The multi's own
+        err stays 0 (its ReplyHeader.err is 0); the sub-results carry the errors."""
+        results: list[TxnResult] = []
+        if any(st == OpCode.error for st, _ in body):
+            failed = False
+            for st, record in body:
+                if st == OpCode.error:
+                    failed = True
+                    code = record.err
+                else:
+                    code = Code.RUNTIMEINCONSISTENCY if failed else 0
+                results.append(TxnResult(OpCode.error, code))
+            return TxnResult(t, multi=results)
+        for st, record in body:
+            op = self._ops.get(st)
+            if op is None or st in (OpCode.multi, OpCode.createSession, OpCode.closeSession):
+                raise ValueError(f"txn type {st} inside a multi")
+            results.append(op(st, record, client_id, zxid, time))
+        return TxnResult(t, multi=results)
+
+    # -- indices ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _add_child(parent: Node, name: str) -> None:
+        if parent.children:
+            parent.children.add(name)  # type: ignore[union-attr]
+        else:
+            parent.children = {name}
+
+    def _remember(self, path: str, node: Node) -> None:
+        """Index a node just placed in `nodes` and count its digest."""
+        kind = kind_of_owner(node.ephemeral_owner)
+        if kind == 1:
+            self.ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
+        elif kind == 2:
+            self.containers.add(path)
+        elif kind == 3:
+            self.ttls.add(path)
+        self._digest = (self._digest + node_digest(path, node)) & _MASK64
+
+    def _forget(self, path: str, node: Node) -> None:
+        """Unindex a node removed from `nodes` and uncount its digest."""
+        kind = kind_of_owner(node.ephemeral_owner)
+        if kind == 1:
+            paths = self.ephemerals.get(node.ephemeral_owner)
+            if paths is not None:
+                paths.discard(path)
+                if not paths:
+                    del self.ephemerals[node.ephemeral_owner]
+        elif kind == 2:
+            self.containers.discard(path)
+        elif kind == 3:
+            self.ttls.discard(path)
+        self._digest = (self._digest - node_digest(path, node)) & _MASK64
