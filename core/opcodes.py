@@ -43,15 +43,6 @@ class OpCode(enum.IntEnum):
     error = -1
 
 
-WRITE_OPS = frozenset({
-    OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL, OpCode.delete,
-    OpCode.deleteContainer, OpCode.setData, OpCode.setACL, OpCode.check, OpCode.multi,
-    OpCode.reconfig, OpCode.createSession, OpCode.closeSession,
-})
-CREATE_OPS = frozenset({OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL})
-READ_OPS_IN_MULTI_READ = frozenset({OpCode.getData, OpCode.getChildren, OpCode.getChildren2, OpCode.exists})
-
-
 class CreateMode(enum.IntEnum):
     """CreateMode flags of CreateRequest."""
 

@@ -22,7 +22,7 @@ from core.config import Config
 from core.connection import ServerConnection, Slot, reply_frame
 from core.errors import Code, ZKError
 from core.interfaces import Request, WatchEvent
-from core.jute import INT
+from core.jute import INT, JuteError
 from core.opcodes import AddWatchMode, EventType, KeeperState, OpCode, Perm
 from core.ops import fourletter
 from core.records import (
@@ -68,10 +68,6 @@ MULTI_OPS: dict[int, Any] = {
     OpCode.check: CheckVersionRequest,
 }
 MULTI_READ_OPS = {OpCode.getData: PathWatchRequest, OpCode.getChildren: PathWatchRequest}
-
-
-class MarshallingError(Exception):
-    """A multi holding an op it may not hold: the whole request fails with MARSHALLINGERROR."""
 
 
 class ZKServer:
@@ -233,25 +229,23 @@ class ZKServer:
         self.sessions.touch(sid, self.now_ms())
         read = self.reads.get(op)
         if read is not None:
-            record = read[0].decode(frame, 8)[0]
+            record = _decode(read[0], frame)
+            if record is None:
+                self._marshalling_error(conn, xid)
+                return
             handler = read[1]
             conn.reply_now_or_queue(lambda: self._run(conn, xid, handler, record))
         elif op in WRITE_REQUESTS:
-            self.submit(conn, xid, op, WRITE_REQUESTS[op].decode(frame, 8)[0], frame)
+            # an undecodable body still takes a zxid: prep makes it a MARSHALLINGERROR txn
+            self.submit(conn, xid, op, _decode(WRITE_REQUESTS[op], frame), frame)
         elif op == OpCode.ping:
             conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, 0))
         elif op == OpCode.multi:
-            try:
-                ops = self._decode_multi(frame, MULTI_OPS)
-            except MarshallingError:
-                conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, Code.MARSHALLINGERROR))
-                return
-            self.submit(conn, xid, op, ops, frame)
+            self.submit(conn, xid, op, _decode_multi(frame, MULTI_OPS), frame)
         elif op == OpCode.multiRead:
-            try:
-                reads = self._decode_multi(frame, MULTI_READ_OPS)
-            except MarshallingError:
-                conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, Code.MARSHALLINGERROR))
+            reads = _decode_multi(frame, MULTI_READ_OPS)
+            if reads is None:
+                self._marshalling_error(conn, xid)
                 return
             conn.reply_now_or_queue(lambda: self._multi_read(conn, xid, reads))
         elif op == OpCode.sync:
@@ -268,6 +262,9 @@ class ZKServer:
             conn.send(reply_frame(xid, -1, Code.UNIMPLEMENTED))
             conn.drop(f"unimplemented op code {op}")
 
+    def _marshalling_error(self, conn: ServerConnection, xid: int) -> None:
+        conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, Code.MARSHALLINGERROR))
+
     def _run(self, conn: ServerConnection, xid: int, handler: Callable[[ServerConnection, Any], bytes], record: Any) -> bytes:
         try:
             body = handler(conn, record)
@@ -280,20 +277,6 @@ class ZKServer:
         sid = conn.session_id
         self.waiting[(sid, xid)] = (conn, conn.owe(), op)
         self.consensus.submit(Request(sid, xid, op, record, frame[8:], list(conn.auth_ids)))
-
-    @staticmethod
-    def _decode_multi(frame: bytes, allowed: dict[int, Any]) -> list[tuple[int, Any]]:
-        ops: list[tuple[int, Any]] = []
-        off = 8
-        while True:
-            h, off = MultiHeader.decode(frame, off)
-            if h.done:
-                return ops
-            cls = allowed.get(h.type)
-            if cls is None:
-                raise MarshallingError(h.type)
-            rec, off = cls.decode(frame, off)
-            ops.append((h.type, rec))
 
     # -- commits --------------------------------------------------------------------------
 
@@ -489,7 +472,7 @@ class ZKServer:
         for op, rec in reads:
             handler = self.get_data if op == OpCode.getData else self.get_children
             try:
-                body = handler(conn, rec)
+                body = handler(conn, PathWatchRequest(rec.path, False))  # multiRead sets no watches
             except ZKError as e:
                 parts.append(MultiHeader.encode(MultiHeader(-1, False, e.code)))
                 parts.append(ErrorResponse.encode(ErrorResponse(e.code)))
@@ -515,6 +498,37 @@ class ZKServer:
             if i not in conn.auth_ids:
                 conn.auth_ids.append(i)
         conn.send(reply_frame(-4, 0, 0))
+
+
+def _decode(cls: Any, frame: bytes) -> Any:
+    """The request record after the header, or None when it does not decode or names no path
+    (ZooKeeper answers both with MARSHALLINGERROR)."""
+    try:
+        record = cls.decode(frame, 8)[0]
+    except (JuteError, struct.error):
+        return None
+    return None if getattr(record, "path", "") is None else record
+
+
+def _decode_multi(frame: bytes, allowed: dict[int, Any]) -> list[tuple[int, Any]] | None:
+    """The (op, record) list of a multi or multiRead, or None when it holds an op it may not
+    hold or does not decode (MARSHALLINGERROR for the whole request)."""
+    ops: list[tuple[int, Any]] = []
+    off = 8
+    try:
+        while True:
+            h, off = MultiHeader.decode(frame, off)
+            if h.done:
+                return ops
+            cls = allowed.get(h.type)
+            if cls is None:
+                return None
+            rec, off = cls.decode(frame, off)
+            if getattr(rec, "path", "") is None:
+                return None
+            ops.append((h.type, rec))
+    except (JuteError, struct.error):
+        return None
 
 
 def _multi_body(results: list[TxnResult]) -> bytes:

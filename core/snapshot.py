@@ -55,7 +55,7 @@ def serialize(tree: DataTree, sessions: Mapping[int, int], zxid: int) -> Iterato
     digest as it was when the iteration started."""
     digest = tree.digest
     check = zlib.adler32(b"")
-    for chunk in _with_header(tree, sessions):
+    for chunk in _with_header(tree, sessions, zxid):
         check = zlib.adler32(chunk, check)
         yield chunk
     tail = _LONG.pack(check) + _END + _DIGEST.pack(zxid, DIGEST_VERSION, digest)
@@ -63,14 +63,19 @@ def serialize(tree: DataTree, sessions: Mapping[int, int], zxid: int) -> Iterato
     yield tail + _LONG.pack(check) + _END
 
 
-def _with_header(tree: DataTree, sessions: Mapping[int, int]) -> Iterator[bytes]:
+def _with_header(tree: DataTree, sessions: Mapping[int, int], zxid: int) -> Iterator[bytes]:
     yield _HEADER.pack(MAGIC, VERSION, DBID)
-    yield from serialize_stream(tree, sessions)
+    yield from serialize_stream(tree, sessions, zxid)
 
 
-def serialize_stream(tree: DataTree, sessions: Mapping[int, int]) -> Iterator[bytes]:
+def serialize_stream(tree: DataTree, sessions: Mapping[int, int], upto: int | None = None) -> Iterator[bytes]:
     """The sessions, ACL cache and nodes up to the "/" end marker (the SNAP payload), in
-    chunks of about 64 KiB."""
+    chunks of about 64 KiB.
+
+    The tree may change between chunks (a fuzzy snapshot, made whole by replaying the log
+    after `upto`, the zxid it was taken at): nodes created after `upto` are left out, since
+    their creates replay; a node whose ACL changed meanwhile is fixed by its setACL's replay."""
+    upto = tree.last_zxid if upto is None else upto
     parts = [_INT.pack(len(sessions))]
     parts.extend(_SESSION.pack(sid, timeout) for sid, timeout in list(sessions.items()))
     refs = _acl_refs(tree)
@@ -82,7 +87,7 @@ def serialize_stream(tree: DataTree, sessions: Mapping[int, int]) -> Iterator[by
             parts.append(_ustring(entry.id.scheme))
             parts.append(_ustring(entry.id.id))
     yield b"".join(parts)
-    yield from _nodes(tree, refs)
+    yield from _nodes(tree, refs, upto)
 
 
 def _acl_refs(tree: DataTree) -> dict[int, tuple[tuple[ACL, ...], int]]:
@@ -95,7 +100,7 @@ def _acl_refs(tree: DataTree) -> dict[int, tuple[tuple[ACL, ...], int]]:
     return refs
 
 
-def _nodes(tree: DataTree, refs: dict[int, tuple[tuple[ACL, ...], int]]) -> Iterator[bytes]:
+def _nodes(tree: DataTree, refs: dict[int, tuple[tuple[ACL, ...], int]], upto: int) -> Iterator[bytes]:
     nodes = tree.nodes
     parts: list[bytes] = []
     size = 0
@@ -103,8 +108,8 @@ def _nodes(tree: DataTree, refs: dict[int, tuple[tuple[ACL, ...], int]]) -> Iter
     while stack:
         path = stack.pop()
         node = nodes.get(path)
-        if node is None:
-            continue
+        if node is None or node.czxid > upto:
+            continue  # deleted, or created after the snapshot began: its create replays
         acl = node.acl
         ref = -1 if acl is OPEN_ACL_UNSAFE else refs.get(id(acl), (acl, -1))[1]
         name = b"" if path == "/" else path.encode("utf-8", "surrogatepass")

@@ -126,7 +126,7 @@ def test_seals_are_adler32_of_everything_before(sample: bytes) -> None:
 def test_stream_is_the_snap_payload(sample: bytes) -> None:
     tree, sessions, _ = deserialize(sample)
     stream = b"".join(serialize_stream(tree, sessions))
-    file_bytes = b"".join(serialize(tree, sessions, 7))
+    file_bytes = b"".join(serialize(tree, sessions, tree.last_zxid))
     assert file_bytes[16:16 + len(stream)] == stream
     payload = stream + b"\x00\x00\x00\x0aBenWasHere"
     loaded, sessions2, end = deserialize_stream(payload)
