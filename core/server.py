@@ -35,6 +35,7 @@ from core.records import (
 )
 from core.sessions import SessionTracker, session_password
 from core.snapshot import deserialize
+from core.snapshotter import Snapshotter
 from core.storage_thread import StorageThread
 from core.tree import DataTree, Node, TxnResult
 from core.txn import Txn, decode_txn
@@ -100,6 +101,7 @@ class ZKServer:
         self.waiting: dict[tuple[int, int], tuple[ServerConnection, Slot, int]] = {}
         self.dirty: set[ServerConnection] = set()
         self.started_ms = self.now_ms()
+        self.snapshotter = Snapshotter(self)
         self.reads: dict[int, tuple[Any, Callable[[ServerConnection, Any], bytes]]] = {
             OpCode.exists: (PathWatchRequest, self.exists),
             OpCode.getData: (PathWatchRequest, self.get_data),
@@ -127,8 +129,9 @@ class ZKServer:
         yield self.storage.run(self.store.open)
         snapshot = yield self.storage.run(self.store.load_snapshot)
         if snapshot is not None:
-            tree, sessions, zxid = deserialize(snapshot[1])
-            tree.listener = self.watches  # type: ignore[attr-defined]
+            tree, sessions, _ = deserialize(snapshot[1])
+            tree.listener = self.watches
+            tree.last_zxid = snapshot[0]  # fuzzy: the log after this zxid makes it whole
             self.tree = tree
             for sid, timeout in sessions.items():
                 self.sessions.add(sid, timeout, self.now_ms())
@@ -138,6 +141,7 @@ class ZKServer:
         if txns:
             log.info("recovered {n} txns up to zxid 0x{z:x}", n=len(txns), z=self.tree.last_zxid)
         yield self.consensus.start()
+        self.snapshotter.start()
         self.pm.hook.zk_server_started(server=self)
 
     def replay(self, txn: Txn) -> None:
@@ -151,6 +155,7 @@ class ZKServer:
         for conn in list(self.all_connections):
             conn.close()
         yield self.consensus.stop()
+        self.snapshotter.stop()
         yield self.storage.run(self.store.close)
         self.storage.stop()
 
@@ -284,6 +289,7 @@ class ZKServer:
         """CommitSink: apply a committed txn, then complete the reply waiting for it."""
         result = self.tree.apply(txn)
         self._track_session(txn)
+        self.snapshotter.txn_logged()
         h = txn.header
         if h.type == OpCode.createSession:
             conn = self.handshakes.pop(h.clientId, None)

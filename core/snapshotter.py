@@ -1,0 +1,94 @@
+"""Periodic fuzzy snapshots and purging of old ones (SyncRequestProcessor + DatadirCleanupManager).
+
+A snapshot is taken after a randomised number of logged txns between snapCount/2 and
+snapCount, as ZooKeeper does so that members of an ensemble do not all snapshot at once. The
+tree is serialized in slices on the reactor while writes go on (a fuzzy snapshot: its zxid is
+the last applied txn when it began, and replaying the log after that zxid makes it whole),
+then saved by the storage thread.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Cooperator, LoopingCall
+from twisted.logger import Logger
+
+from core.snapshot import serialize
+
+if TYPE_CHECKING:
+    from core.server import ZKServer
+
+log = Logger()
+
+HOUR = 3600.0
+
+
+class Snapshotter:
+    """Counts logged txns and snapshots the server's tree when the threshold is passed."""
+
+    def __init__(self, server: ZKServer, rng: random.Random | None = None) -> None:
+        self.server = server
+        self.snap_count = server.config.snap_count
+        self.rng = rng or random.Random()
+        self.logged = 0
+        self.threshold = self._next_threshold()
+        self.running = False
+        self.cooperator = Cooperator(scheduler=lambda work: server.reactor.callLater(0, work))
+        self.purger = LoopingCall(self.purge)
+        self.purger.clock = server.reactor
+
+    def _next_threshold(self) -> int:
+        half = max(self.snap_count // 2, 1)
+        return half + self.rng.randrange(half)
+
+    def start(self) -> None:
+        """Start the autopurge timer when autopurge.purgeInterval (hours) is set."""
+        interval = self.server.config.autopurge_purge_interval
+        if interval > 0:
+            self.purger.start(interval * HOUR, now=False)
+
+    def stop(self) -> None:
+        if self.purger.running:
+            self.purger.stop()
+        self.cooperator.stop()
+
+    def txn_logged(self) -> None:
+        """Called once per committed txn; takes a snapshot when the threshold is passed."""
+        self.logged += 1
+        if self.logged >= self.threshold and not self.running:
+            self.take()
+
+    def take(self) -> Deferred[Any]:
+        """Serialize the tree in slices, then save it; fires when the snapshot is durable."""
+        server = self.server
+        self.running = True
+        self.logged = 0
+        self.threshold = self._next_threshold()
+        zxid = server.tree.last_zxid
+        sessions = {sid: s.timeout for sid, s in server.sessions.sessions.items()}
+        chunks: list[bytes] = []
+
+        def slices() -> Any:
+            for chunk in serialize(server.tree, sessions, zxid):
+                chunks.append(chunk)
+                yield None
+
+        d: Deferred[Any] = self.cooperator.cooperate(slices()).whenDone()
+        d.addCallback(lambda _: server.storage.run(server.store.save_snapshot, zxid, chunks))
+        d.addCallback(lambda _: log.info("snapshot 0x{zxid:x} saved ({size} bytes)", zxid=zxid,
+                                         size=sum(len(c) for c in chunks)))
+        d.addErrback(lambda f: log.error("snapshot 0x{zxid:x} failed: {err}", zxid=zxid, err=f.getErrorMessage()))
+        d.addBoth(self._done)
+        return d
+
+    def _done(self, result: Any) -> Any:
+        self.running = False
+        return result
+
+    def purge(self) -> Deferred[None]:
+        """Keep autopurge.snapRetainCount snapshots and the log they need."""
+        retain = self.server.config.autopurge_snap_retain_count
+        return self.server.storage.run(self.server.store.purge, retain)
