@@ -239,6 +239,8 @@ class ApacheZK(ZKServer):
             "java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-Dzookeeper.admin.enableServer=false",
             f"-Dzookeeper.log.dir={self.workdir}",
+            # znode.* settings are JVM properties to Java (zoo.cfg keys to ours)
+            *(f"-D{k}={v}" for k, v in self.extra_cfg.items() if k.startswith("znode.")),
             "-cp", f"{ZK_JAR}:{SLF4J_JAR}",
             "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg_path),
         ]
