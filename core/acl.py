@@ -22,7 +22,6 @@ class AccessControl:
 
     def __init__(self, providers: Mapping[str, AuthProvider]) -> None:
         self.providers = dict(providers)
-        self._interned: dict[tuple[tuple[int, str, str], ...], tuple[ACL, ...]] = {}
 
     def allowed(self, acl: Sequence[ACL], ids: Sequence[Id], perm: int) -> bool:
         """Whether any of `ids` holds `perm` on a node with `acl` (an empty ACL allows all)."""
@@ -52,7 +51,8 @@ class AccessControl:
 
     def fixup(self, acl: Sequence[ACL] | None, ids: Sequence[Id]) -> tuple[ACL, ...]:
         """Validate a client's ACL for create/setACL, expanding `auth` entries into the
-        connection's authenticated ids; duplicates are dropped. Raises ZKError(INVALIDACL)."""
+        connection's authenticated ids; duplicates are dropped (the tree shares equal lists
+        between nodes when it applies them). Raises ZKError(INVALIDACL)."""
         if not acl:
             raise ZKError(Code.INVALIDACL)
         out: list[ACL] = []
@@ -72,13 +72,5 @@ class AccessControl:
                 if provider is None or not provider.is_valid(eid.id):
                     raise ZKError(Code.INVALIDACL)
                 out.append(ACL(entry.perms, Id(eid.scheme, eid.id)))
-        return self.intern(out)
-
-    def intern(self, acl: Sequence[ACL]) -> tuple[ACL, ...]:
-        """One shared tuple per distinct ACL list, in order, without duplicates (nodes share it)."""
-        key = tuple(dict.fromkeys((a.perms, a.id.scheme, a.id.id) for a in acl))
-        found = self._interned.get(key)
-        if found is None:
-            found = tuple(ACL(p, Id(s, i)) for p, s, i in key)
-            self._interned[key] = found
-        return found
+        unique = dict.fromkeys((a.perms, a.id.scheme, a.id.id) for a in out)
+        return tuple(ACL(p, Id(scheme, i)) for p, scheme, i in unique)

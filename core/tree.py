@@ -171,7 +171,8 @@ class DataTree:
         self.containers = set()
         self.ttls = set()
         self._digest = 0
-        self._acls: dict[tuple[tuple[int, str, str], ...], tuple[ACL, ...]] = {}
+        self._acls: dict[tuple[tuple[int, str, str], ...], tuple[ACL, ...]] = {
+            tuple((a.perms, a.id.scheme, a.id.id) for a in acl): acl for acl in (OPEN_ACL_UNSAFE, READ_ACL_UNSAFE)}
         root = Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         self.nodes = {"/": root, "": root}
         self._ops: dict[int, _Op] = {
