@@ -171,8 +171,9 @@ class DataTree:
         self.containers = set()
         self.ttls = set()
         self._digest = 0
-        self._acls: dict[tuple[tuple[int, str, str], ...], tuple[ACL, ...]] = {
-            tuple((a.perms, a.id.scheme, a.id.id) for a in acl): acl for acl in (OPEN_ACL_UNSAFE, READ_ACL_UNSAFE)}
+        # server-made nodes hold OPEN_ACL_UNSAFE itself (snapshot ref -1, as Java); a client's
+        # open ACL is interned apart and gets a ref of its own, as in Java's ACL cache
+        self._acls: dict[tuple[tuple[int, str, str], ...], tuple[ACL, ...]] = {}
         root = Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         self.nodes = {"/": root, "": root}
         self._ops: dict[int, _Op] = {
