@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from core.errors import Code, ZKError
+from core.errors import ZKError
 from core.interfaces import PeerInfo, WatchEvent
 from core.jute import JuteError
-from core.records import ConnectRequest, ConnectResponse, Id, WatcherEvent
+from core.ops.stats import ConnectionStats
+from core.records import ConnectRequest, ConnectResponse, Id
 
 if TYPE_CHECKING:
     from core.server import ZKServer
@@ -40,11 +41,12 @@ Read = Callable[[], bytes]
 class Slot:
     """A reply owed to the client, in request order: ready bytes, or a read to run later."""
 
-    __slots__ = ("reply", "read")
+    __slots__ = ("reply", "read", "t")
 
-    def __init__(self, reply: bytes | None = None, read: Read | None = None) -> None:
+    def __init__(self, reply: bytes | None = None, read: Read | None = None, t: float = 0.0) -> None:
         self.reply = reply
         self.read = read
+        self.t = t  # when the request arrived (reactor seconds), for latency
 
 
 def reply_frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
@@ -56,6 +58,7 @@ class ServerConnection(Protocol):
     """A client's TCP connection. Holds the session binding and the connection's auth ids."""
 
     server: ZKServer
+    transport: Any  # an ITCPTransport; zope interfaces are opaque to type checkers
 
     def __init__(self, server: ZKServer) -> None:
         self.server = server
@@ -72,17 +75,20 @@ class ServerConnection(Protocol):
         self.sasl: Any = None
         self.packets_received = 0
         self.packets_sent = 0
+        self.received_at = 0.0  # reactor time of the batch being read (core.ops.stats)
+        self.replied_now = 0  # immediate replies not yet written (core.ops.stats)
+        self.cstats = ConnectionStats(server.now_ms())
 
     # -- Twisted --------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        peer = self.transport.getPeer()
         host = getattr(peer, "host", "")
         self.peer = PeerInfo(host, getattr(peer, "port", 0))
         self.auth_ids = [Id("ip", host)]
         if not self.server.connection_opened(self):
             self.closing = True
-            self.transport.abortConnection()  # type: ignore[union-attr]
+            self.transport.abortConnection()
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closing = True
@@ -95,15 +101,18 @@ class ServerConnection(Protocol):
         end = len(buf)
         limit = self.server.config.jute_maxbuffer
         server = self.server
+        self.received_at = server.reactor.seconds()
+        received = self.packets_received
+        frame = b""
         while end - off >= 4 and not self.closing:
             n = _LEN.unpack_from(buf, off)[0]
             if not self.handshaken and off == 0 and self.packets_received == 0:
                 word = bytes(buf[0:4])
                 answer = server.four_letter(word, self)
                 if answer is not None:
-                    self.transport.write(answer.encode())  # type: ignore[union-attr]
+                    self.transport.write(answer.encode())
                     self.closing = True
-                    self.transport.loseConnection()  # type: ignore[union-attr]
+                    self.transport.loseConnection()
                     return
             if n < 0 or n > limit:
                 self.drop(f"packet length {n} outside 0..{limit}")
@@ -122,6 +131,7 @@ class ServerConnection(Protocol):
                 self.drop(f"malformed packet: {e}")
                 return
         del buf[:off]
+        server.stats.received(self, self.packets_received - received, len(data), frame)
         self.flush()
 
     # -- output ---------------------------------------------------------------------------
@@ -135,7 +145,8 @@ class ServerConnection(Protocol):
         if self.out:
             if not self.closing or self.transport is not None:
                 self.packets_sent += len(self.out)
-                self.transport.writeSequence(self.out)  # type: ignore[union-attr]
+                self.transport.writeSequence(self.out)
+                self.server.stats.sent(self, self.out)
             self.out = []
 
     def drop(self, why: str) -> None:
@@ -180,13 +191,14 @@ class ServerConnection(Protocol):
     def reply_now_or_queue(self, read: Read) -> None:
         """A read: run it now if nothing is owed before it, else queue it."""
         if self.pending:
-            self.pending.append(Slot(read=read))
+            self.pending.append(Slot(read=read, t=self.received_at))
         else:
             self.send(read())
+            self.replied_now += 1
 
     def owe(self) -> Slot:
         """A slot for a write's reply, filled by `complete` when the txn commits."""
-        slot = Slot()
+        slot = Slot(t=self.received_at)
         self.pending.append(slot)
         return slot
 
@@ -207,6 +219,7 @@ class ServerConnection(Protocol):
                 head.reply = head.read()
             pending.popleft()
             self.send(head.reply)
+            self.server.stats.replied(self, head.t)
 
     def send_event(self, event: WatchEvent) -> None:
         """A watch notification (xid -1; the txn's zxid, -1 for setWatches events)."""
@@ -227,4 +240,3 @@ class ClientFactory(Factory):
         return ServerConnection(self.server)
 
 
-__all__ = ["ClientFactory", "ServerConnection", "Slot", "reply_frame", "WatcherEvent", "Code"]

@@ -22,7 +22,7 @@ import dataclasses
 import struct
 import types
 import typing
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar, dataclass_transform
 
 Int = Annotated[int, "i"]
 Long = Annotated[int, "q"]
@@ -32,11 +32,31 @@ LONG = struct.Struct(">q")
 
 _FIXED = {"i": 4, "q": 8, "?": 1}
 
-T = TypeVar("T")
-
-
 class JuteError(ValueError):
     """Bytes that do not decode as the expected record."""
+
+
+class Record:
+    """Base of every jute record; `@record` replaces these methods with generated ones."""
+
+    __slots__ = ()
+    _jute_fields: ClassVar[list[tuple[str, Any]]]
+
+    def encode(self) -> bytes:
+        """This record's jute bytes."""
+        raise NotImplementedError
+
+    def encode_into(self, parts: list[bytes]) -> list[bytes]:
+        """Append this record's jute bytes to `parts` (and return it)."""
+        raise NotImplementedError
+
+    @classmethod
+    def decode(cls, buf: bytes | bytearray | memoryview, off: int = 0) -> tuple[Self, int]:
+        """Decode one record at `off`: (record, offset after it). Raises JuteError."""
+        raise NotImplementedError
+
+
+R = TypeVar("R", bound=Record)
 
 
 def _jute_kind(hint: Any) -> tuple[str, Any]:
@@ -55,7 +75,7 @@ def _jute_kind(hint: Any) -> tuple[str, Any]:
         return ("ustring", None)
     if typing.get_origin(hint) is list:
         return ("vector", args[0])
-    if isinstance(hint, type) and hasattr(hint, "_jute_fields"):
+    if isinstance(hint, type) and issubclass(hint, Record):
         return ("record", hint)
     raise TypeError(f"not a jute type: {hint!r}")
 
@@ -188,8 +208,10 @@ class _Gen:
         ]
 
 
-def record(cls: type[T]) -> type[T]:
-    """Make `cls` a slotted dataclass with a generated jute codec (see the module docstring)."""
+@dataclass_transform()
+def record(cls: type[R]) -> type[R]:
+    """Make `cls` (a Record subclass) a slotted dataclass with a generated jute codec (see the
+    module docstring)."""
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = [(n, hints[n]) for n in cls.__annotations__]
     dc: Any = dataclasses.dataclass(slots=True)(cls)
@@ -219,4 +241,4 @@ def record(cls: type[T]) -> type[T]:
     dc.decode = staticmethod(ns["decode"])
     dc.encode = ns["encode"]
     dc.encode_into = ns["encode_into"]
-    return typing.cast(type[T], dc)
+    return typing.cast(type[R], dc)

@@ -6,25 +6,25 @@ transaction records (``txn``) that go to the store and, later, between ensemble 
 
 from __future__ import annotations
 
-from core.jute import Int, Long, record
+from core.jute import Int, Long, Record, record
 
 # -- data -----------------------------------------------------------------------------------
 
 
 @record
-class Id:
+class Id(Record):
     scheme: str
     id: str
 
 
 @record
-class ACL:
+class ACL(Record):
     perms: Int
     id: Id
 
 
 @record
-class Stat:
+class Stat(Record):
     czxid: Long
     mzxid: Long
     ctime: Long
@@ -39,7 +39,7 @@ class Stat:
 
 
 @record
-class StatPersisted:
+class StatPersisted(Record):
     czxid: Long
     mzxid: Long
     ctime: Long
@@ -55,7 +55,7 @@ class StatPersisted:
 
 
 @record
-class ConnectRequest:
+class ConnectRequest(Record):
     protocolVersion: Int
     lastZxidSeen: Long
     timeOut: Int
@@ -64,7 +64,7 @@ class ConnectRequest:
 
 
 @record
-class ConnectResponse:
+class ConnectResponse(Record):
     protocolVersion: Int
     timeOut: Int
     sessionId: Long
@@ -72,41 +72,41 @@ class ConnectResponse:
 
 
 @record
-class RequestHeader:
+class RequestHeader(Record):
     xid: Int
     type: Int
 
 
 @record
-class ReplyHeader:
+class ReplyHeader(Record):
     xid: Int
     zxid: Long
     err: Int
 
 
 @record
-class WatcherEvent:
+class WatcherEvent(Record):
     type: Int
     state: Int
     path: str | None
 
 
 @record
-class AuthPacket:
+class AuthPacket(Record):
     type: Int
     scheme: str | None
     auth: bytes | None
 
 
 @record
-class MultiHeader:
+class MultiHeader(Record):
     type: Int
     done: bool
     err: Int
 
 
 @record
-class ErrorResponse:
+class ErrorResponse(Record):
     err: Int
 
 
@@ -114,7 +114,7 @@ class ErrorResponse:
 
 
 @record
-class CreateRequest:
+class CreateRequest(Record):
     path: str | None
     data: bytes | None
     acl: list[ACL] | None
@@ -122,7 +122,7 @@ class CreateRequest:
 
 
 @record
-class CreateTTLRequest:
+class CreateTTLRequest(Record):
     path: str | None
     data: bytes | None
     acl: list[ACL] | None
@@ -131,24 +131,24 @@ class CreateTTLRequest:
 
 
 @record
-class CreateResponse:
+class CreateResponse(Record):
     path: str | None
 
 
 @record
-class Create2Response:
+class Create2Response(Record):
     path: str | None
     stat: Stat
 
 
 @record
-class DeleteRequest:
+class DeleteRequest(Record):
     path: str | None
     version: Int
 
 
 @record
-class PathWatchRequest:
+class PathWatchRequest(Record):
     """ExistsRequest, GetDataRequest, GetChildrenRequest and GetChildren2Request: one layout."""
 
     path: str | None
@@ -156,27 +156,27 @@ class PathWatchRequest:
 
 
 @record
-class StatResponse:
+class StatResponse(Record):
     """ExistsResponse, SetDataResponse and SetACLResponse: one layout."""
 
     stat: Stat
 
 
 @record
-class GetDataResponse:
+class GetDataResponse(Record):
     data: bytes | None
     stat: Stat
 
 
 @record
-class SetDataRequest:
+class SetDataRequest(Record):
     path: str | None
     data: bytes | None
     version: Int
 
 
 @record
-class PathRequest:
+class PathRequest(Record):
     """GetACLRequest, SyncRequest, SyncResponse, GetAllChildrenNumberRequest,
     GetEphemeralsRequest (prefixPath) and deleteContainer's body (3.9): one layout."""
 
@@ -184,47 +184,47 @@ class PathRequest:
 
 
 @record
-class GetACLResponse:
+class GetACLResponse(Record):
     acl: list[ACL] | None
     stat: Stat
 
 
 @record
-class SetACLRequest:
+class SetACLRequest(Record):
     path: str | None
     acl: list[ACL] | None
     version: Int
 
 
 @record
-class GetChildrenResponse:
+class GetChildrenResponse(Record):
     children: list[str] | None
 
 
 @record
-class GetChildren2Response:
+class GetChildren2Response(Record):
     children: list[str] | None
     stat: Stat
 
 
 @record
-class CheckVersionRequest:
+class CheckVersionRequest(Record):
     path: str | None
     version: Int
 
 
 @record
-class GetAllChildrenNumberResponse:
+class GetAllChildrenNumberResponse(Record):
     totalNumber: Int
 
 
 @record
-class GetEphemeralsResponse:
+class GetEphemeralsResponse(Record):
     ephemerals: list[str] | None
 
 
 @record
-class SetWatches:
+class SetWatches(Record):
     relativeZxid: Long
     dataWatches: list[str] | None
     existWatches: list[str] | None
@@ -232,7 +232,7 @@ class SetWatches:
 
 
 @record
-class SetWatches2:
+class SetWatches2(Record):
     relativeZxid: Long
     dataWatches: list[str] | None
     existWatches: list[str] | None
@@ -242,13 +242,13 @@ class SetWatches2:
 
 
 @record
-class AddWatchRequest:
+class AddWatchRequest(Record):
     path: str | None
     mode: Int
 
 
 @record
-class WatchTypeRequest:
+class WatchTypeRequest(Record):
     """CheckWatchesRequest and RemoveWatchesRequest: one layout."""
 
     path: str | None
@@ -256,14 +256,14 @@ class WatchTypeRequest:
 
 
 @record
-class SaslToken:
+class SaslToken(Record):
     """GetSASLRequest and SetSASLResponse: one layout."""
 
     token: bytes | None
 
 
 @record
-class ReconfigRequest:
+class ReconfigRequest(Record):
     joiningServers: str | None
     leavingServers: str | None
     newMembers: str | None
@@ -271,13 +271,13 @@ class ReconfigRequest:
 
 
 @record
-class ClientInfo:
+class ClientInfo(Record):
     authScheme: str | None
     user: str | None
 
 
 @record
-class WhoAmIResponse:
+class WhoAmIResponse(Record):
     clientInfo: list[ClientInfo] | None
 
 
@@ -285,7 +285,7 @@ class WhoAmIResponse:
 
 
 @record
-class TxnHeader:
+class TxnHeader(Record):
     clientId: Long
     cxid: Int
     zxid: Long
@@ -294,13 +294,13 @@ class TxnHeader:
 
 
 @record
-class TxnDigest:
+class TxnDigest(Record):
     version: Int
     treeDigest: Long
 
 
 @record
-class CreateTxn:
+class CreateTxn(Record):
     path: str | None
     data: bytes | None
     acl: list[ACL] | None
@@ -309,7 +309,7 @@ class CreateTxn:
 
 
 @record
-class CreateContainerTxn:
+class CreateContainerTxn(Record):
     path: str | None
     data: bytes | None
     acl: list[ACL] | None
@@ -317,7 +317,7 @@ class CreateContainerTxn:
 
 
 @record
-class CreateTTLTxn:
+class CreateTTLTxn(Record):
     path: str | None
     data: bytes | None
     acl: list[ACL] | None
@@ -326,47 +326,47 @@ class CreateTTLTxn:
 
 
 @record
-class DeleteTxn:
+class DeleteTxn(Record):
     path: str | None
 
 
 @record
-class SetDataTxn:
+class SetDataTxn(Record):
     path: str | None
     data: bytes | None
     version: Int
 
 
 @record
-class SetACLTxn:
+class SetACLTxn(Record):
     path: str | None
     acl: list[ACL] | None
     version: Int
 
 
 @record
-class CheckVersionTxn:
+class CheckVersionTxn(Record):
     path: str | None
     version: Int
 
 
 @record
-class CreateSessionTxn:
+class CreateSessionTxn(Record):
     timeOut: Int
 
 
 @record
-class CloseSessionTxn:
+class CloseSessionTxn(Record):
     paths2Delete: list[str] | None
 
 
 @record
-class ErrorTxn:
+class ErrorTxn(Record):
     err: Int
 
 
 @record
-class SubTxn:
+class SubTxn(Record):
     """One entry of a MultiTxn: the sub-txn's type and its serialized body. (jute: Txn)"""
 
     type: Int
@@ -374,5 +374,5 @@ class SubTxn:
 
 
 @record
-class MultiTxn:
+class MultiTxn(Record):
     txns: list[SubTxn] | None

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pluggy
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
 from core import pluginmanager
@@ -25,14 +25,16 @@ from core.interfaces import Request, WatchEvent
 from core.jute import INT, JuteError
 from core.opcodes import AddWatchMode, EventType, KeeperState, OpCode, Perm
 from core.ops import fourletter
+from core.ops.stats import DIGEST_LOG_INTERVAL, ServerStats
 from core.records import (
     ACL, AddWatchRequest, AuthPacket, CheckVersionRequest, ClientInfo, ConnectRequest,
     Create2Response, CreateRequest, CreateResponse, CreateSessionTxn, CreateTTLRequest,
     DeleteRequest, ErrorResponse, GetACLResponse, GetAllChildrenNumberResponse,
     GetChildren2Response, GetChildrenResponse, GetDataResponse, GetEphemeralsResponse, Id,
-    MultiHeader, PathRequest, PathWatchRequest, ReconfigRequest, SetACLRequest, SetDataRequest,
-    SetWatches, SetWatches2, Stat, StatResponse, WatchTypeRequest, WhoAmIResponse,
+    MultiHeader, PathRequest, PathWatchRequest, ReconfigRequest, SaslToken, SetACLRequest,
+    SetDataRequest, SetWatches, SetWatches2, Stat, StatResponse, WatchTypeRequest, WhoAmIResponse,
 )
+from core.sasl import sasl_reply
 from core.sessions import SessionTracker, session_password
 from core.snapshot import deserialize
 from core.snapshotter import Snapshotter
@@ -68,7 +70,9 @@ MULTI_OPS: dict[int, Any] = {
     OpCode.setData: SetDataRequest,
     OpCode.check: CheckVersionRequest,
 }
-MULTI_READ_OPS = {OpCode.getData: PathWatchRequest, OpCode.getChildren: PathWatchRequest}
+MULTI_READ_OPS: dict[int, Any] = {OpCode.getData: PathWatchRequest, OpCode.getChildren: PathWatchRequest}
+# creates whose response carries the Stat (Create2Response), in a multi too
+CREATE2_LIKE = frozenset({OpCode.create2, OpCode.createContainer, OpCode.createTTL})
 
 
 class ZKServer:
@@ -101,6 +105,7 @@ class ZKServer:
         self.waiting: dict[tuple[int, int], tuple[ServerConnection, Slot, int]] = {}
         self.dirty: set[ServerConnection] = set()
         self.started_ms = self.now_ms()
+        self.stats = ServerStats(reactor.seconds)  # core.ops: 4lw, AdminServer, metrics
         self.snapshotter = Snapshotter(self)
         self.reads: dict[int, tuple[Any, Callable[[ServerConnection, Any], bytes]]] = {
             OpCode.exists: (PathWatchRequest, self.exists),
@@ -148,6 +153,8 @@ class ZKServer:
         """Apply a logged txn during recovery (no clients yet)."""
         self.tree.apply(txn)
         self._track_session(txn)
+        if not txn.header.zxid % DIGEST_LOG_INTERVAL:
+            self.stats.log_digest(txn.header.zxid, self.tree.digest)
 
     @inlineCallbacks
     def stop(self) -> Any:
@@ -168,6 +175,7 @@ class ZKServer:
         limit = self.config.max_client_cnxns
         if limit and count >= limit:
             log.warn("Too many connections from {host} - max is {limit}", host=host, limit=limit)
+            self.stats.connection_rejected += 1
             return False
         self.per_host[host] = count + 1
         self.all_connections.add(conn)
@@ -185,10 +193,11 @@ class ZKServer:
         if self.connections.get(conn.session_id) is conn:
             del self.connections[conn.session_id]
         self.dirty.discard(conn)
+        self.stats.throttled.discard(conn)
 
     def four_letter(self, word: bytes, conn: ServerConnection) -> str | None:
         """The answer to a four-letter word, or None when `word` is not one."""
-        return fourletter.answer(self, word.decode("latin-1"))
+        return fourletter.answer(self, word.decode("latin-1"), conn)
 
     def connect(self, conn: ServerConnection, req: ConnectRequest) -> None:
         """Handle a ConnectRequest: a new session, or a reconnect to an existing one."""
@@ -222,8 +231,8 @@ class ZKServer:
         conn.bind(sid, timeout)
         self.connections[sid] = conn
         conn.connect_response(timeout, sid, session_password(sid))
-        log.debug("session 0x{sid:x} bound to {host}:{port}", sid=sid & (2**64 - 1),
-                  host=conn.peer.host, port=conn.peer.port)
+        log.info("Established session 0x{sid:x} with negotiated timeout {timeout} for client /{host}:{port}",
+                 sid=sid & (2**64 - 1), timeout=timeout, host=conn.peer.host, port=conn.peer.port)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -262,8 +271,14 @@ class ZKServer:
             self.authenticate(conn, AuthPacket.decode(frame, 8)[0])
         elif op == OpCode.whoAmI:
             conn.reply_now_or_queue(lambda: self._run(conn, xid, self.who_am_i, None))
+        elif op == OpCode.sasl:
+            token = SaslToken.decode(frame, 8)[0].token
+            if token is None:  # ZooKeeper 3.8 fails on a null token and closes, without a reply
+                conn.drop("SASL packet with a null token")
+                return
+            conn.reply_now_or_queue(lambda: sasl_reply(conn, xid, token))
         else:
-            # unknown op, op 0, top-level check (3.9.3+), sasl without a SASL provider
+            # unknown op, op 0, top-level check (3.9.3+)
             conn.send(reply_frame(xid, -1, Code.UNIMPLEMENTED))
             conn.drop(f"unimplemented op code {op}")
 
@@ -281,6 +296,8 @@ class ZKServer:
         """Hand a write to the consensus; its reply slot waits for the commit."""
         sid = conn.session_id
         self.waiting[(sid, xid)] = (conn, conn.owe(), op)
+        if len(self.waiting) > self.config.global_outstanding_limit:
+            self.stats.throttle(conn)  # globalOutstandingLimit: stop reading until it drops
         self.consensus.submit(Request(sid, xid, op, record, frame[8:], list(conn.auth_ids)))
 
     # -- commits --------------------------------------------------------------------------
@@ -291,6 +308,8 @@ class ZKServer:
         self._track_session(txn)
         self.snapshotter.txn_logged()
         h = txn.header
+        if not h.zxid % DIGEST_LOG_INTERVAL:
+            self.stats.log_digest(h.zxid, self.tree.digest)
         if h.type == OpCode.createSession:
             conn = self.handshakes.pop(h.clientId, None)
             if conn is not None and not conn.closing:
@@ -303,7 +322,7 @@ class ZKServer:
                 waiter[0].complete(waiter[1], reply_frame(h.cxid, h.zxid, 0))
             if conn is not None:
                 conn.close()
-            log.debug("session 0x{sid:x} closed", sid=h.clientId & (2**64 - 1))
+            log.info("Processed session termination for sessionid: 0x{sid:x}", sid=h.clientId & (2**64 - 1))
             return
         if waiter is not None:
             conn, slot, op = waiter
@@ -329,6 +348,8 @@ class ZKServer:
         dirty = self.dirty
         while dirty:
             dirty.pop().flush()
+        if self.stats.throttled and len(self.waiting) <= self.config.global_outstanding_limit:
+            self.stats.unthrottle()
 
     def _write_reply(self, op: int, xid: int, zxid: int, r: TxnResult) -> bytes:
         if r.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
@@ -337,15 +358,7 @@ class ZKServer:
 
     @staticmethod
     def _result_body(op: int, r: TxnResult) -> bytes:
-        if op == OpCode.multi:
-            return _multi_body(r.multi or [])
-        if op == OpCode.create:
-            return CreateResponse.encode(CreateResponse(r.path))
-        if op in (OpCode.create2, OpCode.createContainer, OpCode.createTTL):
-            return Create2Response.encode(Create2Response(r.path, r.stat))
-        if op in (OpCode.setData, OpCode.setACL):
-            return StatResponse.encode(StatResponse(r.stat))
-        return b""
+        return _multi_body(r.multi or []) if op == OpCode.multi else _response_body(op, r)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -496,6 +509,7 @@ class ZKServer:
         ids = provider.authenticate(conn.peer, packet.auth or b"") if provider is not None else None
         if not ids:
             log.info("auth failed for scheme {scheme} from {host}", scheme=packet.scheme, host=conn.peer.host)
+            self.stats.auth_failed += 1
             conn.send(reply_frame(-4, 0, Code.AUTHFAILED))
             conn.send_event(WatchEvent(EventType.None_, KeeperState.AuthFailed, "", -1))
             conn.close()
@@ -537,6 +551,19 @@ def _decode_multi(frame: bytes, allowed: dict[int, Any]) -> list[tuple[int, Any]
         return None
 
 
+def _response_body(op: int, r: TxnResult) -> bytes:
+    """The response record of a write that succeeded (empty for delete and check)."""
+    if op == OpCode.create:
+        return CreateResponse(r.path).encode()
+    if op in CREATE2_LIKE:
+        assert r.stat is not None
+        return Create2Response(r.path, r.stat).encode()
+    if op in (OpCode.setData, OpCode.setACL):
+        assert r.stat is not None
+        return StatResponse(r.stat).encode()
+    return b""
+
+
 def _multi_body(results: list[TxnResult]) -> bytes:
     """A multi's response: one (MultiHeader, result) per op, then the end marker. When any op
     failed, every entry is an error entry (0 for the rolled-back ones before it)."""
@@ -544,25 +571,11 @@ def _multi_body(results: list[TxnResult]) -> bytes:
     failed = any(r.err for r in results)
     for r in results:
         if failed:
-            parts.append(MultiHeader.encode(MultiHeader(-1, False, r.err)))
-            parts.append(ErrorResponse.encode(ErrorResponse(r.err)))
-        elif r.type == OpCode.create:
-            parts.append(MultiHeader.encode(MultiHeader(OpCode.create, False, 0)))
-            parts.append(CreateResponse.encode(CreateResponse(r.path)))
-        elif r.type in (OpCode.create2, OpCode.createContainer, OpCode.createTTL):
-            parts.append(MultiHeader.encode(MultiHeader(OpCode.create2, False, 0)))
-            parts.append(Create2Response.encode(Create2Response(r.path, r.stat)))
-        elif r.type == OpCode.setData:
-            parts.append(MultiHeader.encode(MultiHeader(OpCode.setData, False, 0)))
-            parts.append(StatResponse.encode(StatResponse(r.stat)))
-        else:  # delete, check
-            parts.append(MultiHeader.encode(MultiHeader(r.type, False, 0)))
+            parts.append(MultiHeader(-1, False, r.err).encode())
+            parts.append(ErrorResponse(r.err).encode())
+        else:
+            kind = OpCode.create2 if r.type in CREATE2_LIKE else r.type
+            parts.append(MultiHeader(kind, False, 0).encode())
+            parts.append(_response_body(r.type, r))
     parts.append(_MULTI_END)
     return b"".join(parts)
-
-
-def deferred_none() -> Deferred[None]:
-    """An already-fired Deferred, for backends whose start/stop are immediate."""
-    d: Deferred[None] = Deferred()
-    d.callback(None)
-    return d

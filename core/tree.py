@@ -250,10 +250,10 @@ class DataTree:
         parent = self.nodes.get(parent_of(path))
         if parent is None:
             raise ValueError(f"no parent for {path!r}")
-        old = self.nodes.get(path)
-        if old is not None:
-            self._forget(path, old)
-            node.children = old.children
+        existing = self.nodes.get(path)
+        if existing is not None:
+            self._forget(path, existing)
+            node.children = existing.children
         self._add_child(parent, child_name(path))
         self.nodes[path] = node
         self._remember(path, node)

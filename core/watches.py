@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from core.interfaces import WatchDelivery, WatchEvent
+from core.interfaces import WatchDelivery, WatchEvent, Watcher
 from core.opcodes import EventType, KeeperState, WatcherType
 from core.paths import parent_of
 from core.records import ACL, Id
@@ -138,17 +138,17 @@ class WatchManager:
 
     def deliver(self, event: WatchEvent, watchers: Iterable[WatchingClient], acl: Sequence[ACL] | None) -> None:
         """Filter by READ on `acl` (None: no filtering) and pass through the delivery chain."""
-        chosen = [w for w in watchers if acl is None or self._readable(acl, w.auth_ids)]
+        chosen: list[Watcher] = [w for w in watchers if acl is None or self._readable(acl, w.auth_ids)]
         for stage in self.delivery:
             if not chosen:
                 return
-            chosen = stage.deliver(event, chosen)  # type: ignore[arg-type]
+            chosen = stage.deliver(event, chosen)
 
 
 class ConnectionDelivery:
     """The last stage of watch delivery: write each event to its client connection."""
 
-    def deliver(self, event: WatchEvent, watchers: list[WatchingClient]) -> list[WatchingClient]:
+    def deliver(self, event: WatchEvent, watchers: list[Watcher]) -> list[Watcher]:
         for w in watchers:
             w.send_event(event)
         return []

@@ -137,6 +137,7 @@ class RocksStore:
     def _range(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """The (key, value) pairs whose key starts with `prefix`, from `start` on, in order."""
         for key, value in self._opened().items(from_key=start or prefix):
+            assert isinstance(key, bytes)
             if not key.startswith(prefix):
                 return
             yield key, value
