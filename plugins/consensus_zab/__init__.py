@@ -1,0 +1,1 @@
+"""ZAB consensus: ZooKeeper 3.8's election and learner protocols, byte for byte."""

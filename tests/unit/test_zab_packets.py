@@ -1,0 +1,89 @@
+"""ZAB's packets decode from, and re-encode to, the bytes a live ZooKeeper 3.8 ensemble sent."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from core.jute import JuteError
+from core.txn import decode_txn, encode_txn
+from plugins.consensus_zab.packets import (
+    InitialMessage, LearnerInfo, Notification, PacketType, QuorumPacket, ServerState,
+)
+from tests.fixtures.hexfile import read_hex
+
+QUORUM_STREAMS = [
+    "learner-handshake-leader-to-follower-diff.hex",
+    "learner-handshake-leader-to-follower-fresh.hex",
+    "learner-handshake-follower-to-leader.hex",
+    "learner-handshake-leader-to-follower-trunc.hex",
+    "learner-handshake-follower-to-leader-trunc.hex",
+    "broadcast-leader-to-follower.hex",
+    "broadcast-follower-to-leader.hex",
+    "python-leader-to-java-follower.hex",
+    "java-follower-to-python-leader.hex",
+    "revalidate-pair.hex",
+]
+
+
+def packets(data: bytes) -> list[QuorumPacket]:
+    out, off = [], 0
+    while off < len(data):
+        try:
+            p, end = QuorumPacket.decode(data, off)
+        except JuteError:
+            break  # a capture may end mid-packet
+        assert p.encode() == data[off:end]
+        out.append(p)
+        off = end
+    return out
+
+
+@pytest.mark.parametrize("name", QUORUM_STREAMS)
+def test_quorum_streams_round_trip(name: str) -> None:
+    found = packets(read_hex(name))
+    assert found and all(p.type in PacketType._value2member_map_ for p in found)
+    for p in found:
+        if p.type in (PacketType.PROPOSAL, PacketType.INFORM) and p.data:
+            txn = decode_txn(p.data)
+            assert txn.zxid == p.zxid and encode_txn(txn) == p.data
+        if p.type in (PacketType.FOLLOWERINFO, PacketType.OBSERVERINFO):
+            info = LearnerInfo.decode(p.data or b"")[0]
+            assert info.protocolVersion == 0x10000 and info.encode() == p.data
+
+
+def test_diff_handshake_sequence() -> None:
+    kinds = [p.type for p in packets(read_hex("learner-handshake-leader-to-follower-diff.hex"))]
+    assert kinds[:2] == [PacketType.LEADERINFO, PacketType.DIFF]
+    assert kinds[2:14] == [PacketType.PROPOSAL, PacketType.COMMIT] * 6
+    assert kinds[14:16] == [PacketType.NEWLEADER, PacketType.UPTODATE]
+
+
+def test_initial_message_and_notification() -> None:
+    data = read_hex("fle-initial-message-and-looking-notification.hex")
+    msg, used = InitialMessage.decode(data)
+    assert msg == InitialMessage(3, "127.0.0.3:3888") and msg.encode() == data[:used]
+    (length,) = struct.unpack_from(">i", data, used)
+    body = data[used + 4:used + 4 + length]
+    n = Notification.decode(body)
+    assert (n.state, n.leader, n.zxid, n.election_epoch, n.peer_epoch, n.version) == (
+        ServerState.LOOKING, 3, 0x100000019, 1, 2, 2)
+    assert n.config.startswith(b"server.1=") and n.encode() == body
+
+
+def test_initial_message_waits_for_more_bytes_and_refuses_garbage() -> None:
+    data = InitialMessage(2, "127.0.0.2:3888").encode()
+    assert InitialMessage.decode(data[:20]) == (None, 0)
+    with pytest.raises(JuteError):
+        InitialMessage.decode(struct.pack(">qqi", -65536, 1, 0))
+    with pytest.raises(JuteError):
+        InitialMessage.decode(struct.pack(">qqi", -7, 1, 5) + b"abcde")
+
+
+def test_short_notification_forms() -> None:
+    full = Notification(ServerState.FOLLOWING, 2, 0x200000003, 2, 2).encode()
+    assert Notification.decode(full[:28]).peer_epoch == 2  # from the zxid
+    assert Notification.decode(full[:36]).version == 0
+    with pytest.raises(JuteError):
+        Notification.decode(full[:20])
