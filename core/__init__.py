@@ -15,13 +15,14 @@ import pluggy
 
 from core.hookspecs import PROJECT
 from core.interfaces import (
-    AuthProvider, BackendSpec, CommitSink, Consensus, PeerInfo, Request, Store, StoreError,
-    StoreInfo, WatchDelivery, WatchEvent, Watcher,
+    AuthProvider, BackendSpec, CommitSink, Consensus, PeerInfo, Request, SaslAuthProvider,
+    SaslServer, Store, StoreError, StoreInfo, WatchDelivery, WatchEvent, Watcher,
 )
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 __all__ = [
-    "AuthProvider", "BackendSpec", "CommitSink", "Consensus", "PeerInfo", "Request", "Store",
-    "StoreError", "StoreInfo", "WatchDelivery", "WatchEvent", "Watcher", "hookimpl",
+    "AuthProvider", "BackendSpec", "CommitSink", "Consensus", "PeerInfo", "Request",
+    "SaslAuthProvider", "SaslServer", "Store", "StoreError", "StoreInfo", "WatchDelivery",
+    "WatchEvent", "Watcher", "hookimpl",
 ]

@@ -58,7 +58,8 @@ class AccessControl:
         out: list[ACL] = []
         for entry in acl:
             eid = entry.id
-            if eid is None or eid.scheme is None or eid.id is None:
+            # ZooKeeper ignores the id of an `auth` entry: kazoo sends Id("auth", "") as a null id
+            if eid is None or eid.scheme is None or (eid.id is None and eid.scheme != "auth"):
                 raise ZKError(Code.INVALIDACL)
             if eid.scheme == "world" and eid.id == "anyone":
                 out.append(ACL(entry.perms, Id("world", "anyone")))

@@ -16,7 +16,6 @@ from core.records import Id
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
-    from core.config import Config
     from core.txn import Txn
 
 
@@ -186,6 +185,25 @@ class AuthProvider(Protocol):
 
     def is_valid(self, acl_id: str) -> bool:
         """Whether `acl_id` is a well-formed id of this scheme, for setACL/create."""
+
+
+class SaslServer(Protocol):
+    """One connection's SASL exchange (javax.security.sasl.SaslServer as ZooKeeper's
+    processSasl drives it), fed the token of each GetSASLRequest (op 102) in turn."""
+
+    def step(self, token: bytes) -> tuple[bytes | None, list[Id] | None]:
+        """Evaluate the client's token: the token for the SetSASLResponse (None: a null buffer)
+        and, once the exchange completes with this step, the ids granted (else None). Raise
+        ValueError when authentication fails (the server answers AUTHFAILED and closes)."""
+
+
+@runtime_checkable
+class SaslAuthProvider(AuthProvider, Protocol):
+    """An AuthProvider that also authenticates with SASL (op 102). The core uses the provider
+    of the ``sasl`` scheme, as ZooKeeper does; its ids are added to the connection's."""
+
+    def sasl_server(self, peer: PeerInfo) -> SaslServer:
+        """A fresh SaslServer for one connection (called at its first SASL packet)."""
 
 
 # -- watch delivery ---------------------------------------------------------------------------
