@@ -127,7 +127,7 @@ class _Gen:
 
     def decode_one(self, kind: str, arg: Any, local: str, indent: str) -> list[str]:
         if kind in ("buffer", "ustring"):
-            conv = f"bytes(buf[off:off + n])" if kind == "buffer" else "str(buf[off:off + n], 'utf-8', 'replace')"
+            conv = "bytes(buf[off:off + n])" if kind == "buffer" else "str(buf[off:off + n], 'utf-8', 'replace')"
             return [
                 f"{indent}n, = INT.unpack_from(buf, off); off += 4",
                 f"{indent}if n < 0: {local} = None",

@@ -67,8 +67,8 @@ class CreateMode(enum.IntEnum):
         return self in (5, 6)
 
 
-class Perm(enum.IntFlag):
-    """ZooDefs.Perms."""
+class Perm:
+    """ZooDefs.Perms: plain int bits (not an enum: ACL checks are on every request's path)."""
 
     READ = 1
     WRITE = 2

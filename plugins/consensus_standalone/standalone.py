@@ -1,7 +1,8 @@
 """Standalone consensus: this member alone makes txns, logs them with group commit, applies them.
 
 Writes arriving while the store is busy wait and go together in the next append (one sync for
-the batch). A reply is sent only after its txn is durable. The tick expires sessions; the
+the batch); a batch of one txn is appended on the reactor when the storage thread is idle. A
+reply is sent only after its txn is durable. The tick expires sessions; the
 container check deletes empty containers and expired TTL nodes.
 """
 
@@ -77,7 +78,13 @@ class StandaloneConsensus:
         """Append everything queued in one batch; commit it when durable."""
         batch, self.queue = self.queue, []
         payloads = [(t.zxid, encode_txn(t)) for t in batch if isinstance(t, Txn)]
-        d: Deferred[None] = self.server.storage.run(self.store.append, payloads) if payloads else succeed(None)
+        storage = self.server.storage
+        if not payloads:
+            d: Deferred[None] = succeed(None)
+        elif len(payloads) == 1:  # a lone write: no thread hand-offs when the store is idle
+            d = storage.run_small(self.store.append, payloads)
+        else:
+            d = storage.run(self.store.append, payloads)
         d.addCallbacks(lambda _: self.committed(batch), self.failed)
 
     def committed(self, batch: list[Txn | Request]) -> None:
