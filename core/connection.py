@@ -64,6 +64,7 @@ class ServerConnection(Protocol):
         self.server = server
         self.session_id = 0
         self.auth_ids: list[Id] = []
+        self._auth_keys: set[tuple[str | None, str | None]] = set()
         self.peer = PeerInfo("", 0)
         self.pending: deque[Slot] = deque()
         self.out: list[bytes] = []
@@ -85,7 +86,7 @@ class ServerConnection(Protocol):
         peer = self.transport.getPeer()
         host = getattr(peer, "host", "")
         self.peer = PeerInfo(host, getattr(peer, "port", 0))
-        self.auth_ids = [Id("ip", host)]
+        self.add_auth_ids([Id("ip", host)])
         if not self.server.connection_opened(self):
             self.closing = True
             self.transport.abortConnection()
@@ -131,8 +132,18 @@ class ServerConnection(Protocol):
                 self.drop(f"malformed packet: {e}")
                 return
         del buf[:off]
+        if self.handshaken:  # one touch for the whole batch: it all arrived now
+            server.sessions.touch(self.session_id, int(self.received_at * 1000))
         server.stats.received(self, self.packets_received - received, len(data), frame)
         self.flush()
+
+    def add_auth_ids(self, ids: list[Id]) -> None:
+        """Add authenticated ids, each once, in the order granted (whoAmI shows them)."""
+        for i in ids:
+            key = (i.scheme, i.id)
+            if key not in self._auth_keys:
+                self._auth_keys.add(key)
+                self.auth_ids.append(i)
 
     # -- output ---------------------------------------------------------------------------
 

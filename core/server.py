@@ -22,17 +22,16 @@ from core.config import Config
 from core.connection import ServerConnection, Slot, reply_frame
 from core.errors import Code, ZKError
 from core.interfaces import Request, WatchEvent
-from core.jute import INT, JuteError
+from core.jute import INT
 from core.opcodes import AddWatchMode, EventType, KeeperState, OpCode, Perm
 from core.ops import fourletter
 from core.ops.stats import DIGEST_LOG_INTERVAL, ServerStats
+from core.requests import MULTI_OPS, MULTI_READ_OPS, WRITE_REQUESTS, decode_multi, decode_record
 from core.records import (
-    ACL, AddWatchRequest, AuthPacket, CheckVersionRequest, ClientInfo, ConnectRequest,
-    Create2Response, CreateRequest, CreateResponse, CreateSessionTxn, CreateTTLRequest,
-    DeleteRequest, ErrorResponse, GetACLResponse, GetAllChildrenNumberResponse,
-    GetChildren2Response, GetChildrenResponse, GetDataResponse, GetEphemeralsResponse, Id,
-    MultiHeader, PathRequest, PathWatchRequest, ReconfigRequest, SaslToken, SetACLRequest,
-    SetDataRequest, SetWatches, SetWatches2, Stat, StatResponse, WatchTypeRequest, WhoAmIResponse,
+    ACL, AddWatchRequest, AuthPacket, ClientInfo, ConnectRequest, Create2Response, CreateResponse,
+    CreateSessionTxn, ErrorResponse, GetACLResponse, GetChildrenResponse,
+    GetEphemeralsResponse, Id, MultiHeader, PathRequest, PathWatchRequest,
+    SaslToken, SetWatches, SetWatches2, StatResponse, WatchTypeRequest, WhoAmIResponse,
 )
 from core.sasl import sasl_reply
 from core.sessions import SessionTracker, session_password
@@ -47,33 +46,8 @@ log = Logger()
 
 _HDR = struct.Struct(">ii")
 _MULTI_END = MultiHeader.encode(MultiHeader(-1, True, -1))
-
-# Request records of the ops that become txns (multi and sync handled on their own).
-WRITE_REQUESTS: dict[int, Any] = {
-    OpCode.create: CreateRequest,
-    OpCode.create2: CreateRequest,
-    OpCode.createContainer: CreateRequest,
-    OpCode.createTTL: CreateTTLRequest,
-    OpCode.delete: DeleteRequest,
-    OpCode.deleteContainer: PathRequest,
-    OpCode.setData: SetDataRequest,
-    OpCode.setACL: SetACLRequest,
-    OpCode.reconfig: ReconfigRequest,
-}
-# Sub-op records inside a multi request.
-MULTI_OPS: dict[int, Any] = {
-    OpCode.create: CreateRequest,
-    OpCode.create2: CreateRequest,
-    OpCode.createContainer: CreateRequest,
-    OpCode.createTTL: CreateTTLRequest,
-    OpCode.delete: DeleteRequest,
-    OpCode.setData: SetDataRequest,
-    OpCode.check: CheckVersionRequest,
-}
-MULTI_READ_OPS: dict[int, Any] = {OpCode.getData: PathWatchRequest, OpCode.getChildren: PathWatchRequest}
 # creates whose response carries the Stat (Create2Response), in a multi too
 CREATE2_LIKE = frozenset({OpCode.create2, OpCode.createContainer, OpCode.createTTL})
-
 
 class ZKServer:
     """One member's server: tree, sessions, watches, connections, and the chosen backends."""
@@ -132,22 +106,38 @@ class ZKServer:
         """Open the store, rebuild the tree and sessions from it, start the consensus."""
         self.storage.start()
         yield self.storage.run(self.store.open)
+        yield self.recover()
+        yield self.consensus.start()
+        self.snapshotter.start()
+        self.pm.hook.zk_server_started(server=self)
+
+    @inlineCallbacks
+    def recover(self) -> Any:
+        """Rebuild the tree and sessions from the store: the newest snapshot, then every logged
+        txn after it (at start, and on a member whose log was truncated)."""
         snapshot = yield self.storage.run(self.store.load_snapshot)
         if snapshot is not None:
             tree, sessions, _ = deserialize(snapshot[1])
-            tree.listener = self.watches
             tree.last_zxid = snapshot[0]  # fuzzy: the log after this zxid makes it whole
-            self.tree = tree
-            for sid, timeout in sessions.items():
-                self.sessions.add(sid, timeout, self.now_ms())
+            self.reset(tree, sessions)
+        else:
+            self.reset(DataTree(), {})
         txns = yield self.storage.run(lambda: list(self.store.read_from(self.tree.last_zxid)))
         for _, payload in txns:
             self.replay(decode_txn(payload))
         if txns:
             log.info("recovered {n} txns up to zxid 0x{z:x}", n=len(txns), z=self.tree.last_zxid)
-        yield self.consensus.start()
-        self.snapshotter.start()
-        self.pm.hook.zk_server_started(server=self)
+
+    def reset(self, tree: DataTree, sessions: dict[int, int]) -> None:
+        """Replace the tree and the sessions wholesale (recovery, or a follower synced by SNAP)."""
+        tree.listener = self.watches
+        self.tree = tree
+        now = self.now_ms()
+        for sid in list(self.sessions.sessions):
+            if sid not in sessions:
+                self.sessions.remove(sid)
+        for sid, timeout in sessions.items():
+            self.sessions.add(sid, timeout, now)
 
     def replay(self, txn: Txn) -> None:
         """Apply a logged txn during recovery (no clients yet)."""
@@ -225,7 +215,22 @@ class ZKServer:
             return
         session.timeout = timeout
         self.sessions.touch(sid, self.now_ms())
-        self._bind(conn, sid, timeout)
+        revalidate = getattr(self.consensus, "revalidate", None)
+        if revalidate is None:
+            self._bind(conn, sid, timeout)
+            return
+        # an ensemble member asks the consensus (a ZAB learner: REVALIDATE to its leader)
+        revalidate(sid, timeout).addCallback(self._revalidated, conn, sid, timeout)
+
+    def _revalidated(self, valid: bool, conn: ServerConnection, sid: int, timeout: int) -> None:
+        """The consensus' answer about a reconnecting session: bind it, or the expired answer."""
+        if conn.closing:
+            return
+        if valid:
+            self._bind(conn, sid, timeout)
+        else:
+            conn.refuse_session()
+        self.flush()
 
     def _bind(self, conn: ServerConnection, sid: int, timeout: int) -> None:
         conn.bind(sid, timeout)
@@ -240,24 +245,25 @@ class ZKServer:
         """Dispatch one request packet of a handshaken connection."""
         xid, op = _HDR.unpack_from(frame, 0)
         sid = conn.session_id
-        self.sessions.touch(sid, self.now_ms())
         read = self.reads.get(op)
         if read is not None:
-            record = _decode(read[0], frame)
+            record = decode_record(read[0], frame, 8)
             if record is None:
                 self._marshalling_error(conn, xid)
-                return
-            handler = read[1]
-            conn.reply_now_or_queue(lambda: self._run(conn, xid, handler, record))
+            elif conn.pending:  # behind this session's writes: runs when they are done
+                handler = read[1]
+                conn.pending.append(Slot(read=lambda: self._run(conn, xid, handler, record)))
+            else:
+                conn.send(self._run(conn, xid, read[1], record))
         elif op in WRITE_REQUESTS:
             # an undecodable body still takes a zxid: prep makes it a MARSHALLINGERROR txn
-            self.submit(conn, xid, op, _decode(WRITE_REQUESTS[op], frame), frame)
+            self.submit(conn, xid, op, decode_record(WRITE_REQUESTS[op], frame, 8), frame)
         elif op == OpCode.ping:
             conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, 0))
         elif op == OpCode.multi:
-            self.submit(conn, xid, op, _decode_multi(frame, MULTI_OPS), frame)
+            self.submit(conn, xid, op, decode_multi(frame, 8, MULTI_OPS), frame)
         elif op == OpCode.multiRead:
-            reads = _decode_multi(frame, MULTI_READ_OPS)
+            reads = decode_multi(frame, 8, MULTI_READ_OPS)
             if reads is None:
                 self._marshalling_error(conn, xid)
                 return
@@ -384,14 +390,15 @@ class ZKServer:
         self._check(node, conn, Perm.READ)
         if r.watch:
             self.watches.add(DATA, path, conn)
-        return Stat.encode(node.stat())
+        return node.stat_bytes()
 
     def get_data(self, conn: ServerConnection, r: PathWatchRequest) -> bytes:
         node = self._node(r.path)
         self._check(node, conn, Perm.READ)
         if r.watch:
             self.watches.add(DATA, r.path or "/", conn)
-        return GetDataResponse.encode(GetDataResponse(node.data, node.stat()))
+        data = node.data
+        return INT.pack(len(data)) + data + node.stat_bytes()  # GetDataResponse
 
     def _children(self, conn: ServerConnection, r: PathWatchRequest) -> Node:
         node = self._node(r.path)
@@ -406,7 +413,7 @@ class ZKServer:
 
     def get_children2(self, conn: ServerConnection, r: PathWatchRequest) -> bytes:
         node = self._children(conn, r)
-        return GetChildren2Response.encode(GetChildren2Response(list(node.children), node.stat()))
+        return GetChildrenResponse(list(node.children)).encode() + node.stat_bytes()  # GetChildren2Response
 
     def get_acl(self, conn: ServerConnection, r: PathRequest) -> bytes:
         node = self._node(r.path)
@@ -483,7 +490,12 @@ class ZKServer:
         return b""
 
     def who_am_i(self, conn: ServerConnection, _: Any) -> bytes:
-        infos = [ClientInfo(i.scheme, i.id) for i in conn.auth_ids]
+        # AuthUtil.getClientInfos: the scheme's user name for each id (digest: the part before
+        # ':'), else the id itself; observed 3.8.0
+        infos = []
+        for i in conn.auth_ids:
+            user_name = getattr(self.access.providers.get(i.scheme), "user_name", None)
+            infos.append(ClientInfo(i.scheme, user_name(i.id) if user_name is not None else i.id))
         return WhoAmIResponse.encode(WhoAmIResponse(infos))
 
     def _multi_read(self, conn: ServerConnection, xid: int, reads: list[tuple[int, Any]]) -> bytes:
@@ -510,45 +522,11 @@ class ZKServer:
         if not ids:
             log.info("auth failed for scheme {scheme} from {host}", scheme=packet.scheme, host=conn.peer.host)
             self.stats.auth_failed += 1
-            conn.send(reply_frame(-4, 0, Code.AUTHFAILED))
-            conn.send_event(WatchEvent(EventType.None_, KeeperState.AuthFailed, "", -1))
+            conn.send(reply_frame(-4, 0, Code.AUTHFAILED))  # and no event: observed 3.8.0
             conn.close()
             return
-        for i in ids:
-            if i not in conn.auth_ids:
-                conn.auth_ids.append(i)
+        conn.add_auth_ids(ids)
         conn.send(reply_frame(-4, 0, 0))
-
-
-def _decode(cls: Any, frame: bytes) -> Any:
-    """The request record after the header, or None when it does not decode or names no path
-    (ZooKeeper answers both with MARSHALLINGERROR)."""
-    try:
-        record = cls.decode(frame, 8)[0]
-    except (JuteError, struct.error):
-        return None
-    return None if getattr(record, "path", "") is None else record
-
-
-def _decode_multi(frame: bytes, allowed: dict[int, Any]) -> list[tuple[int, Any]] | None:
-    """The (op, record) list of a multi or multiRead, or None when it holds an op it may not
-    hold or does not decode (MARSHALLINGERROR for the whole request)."""
-    ops: list[tuple[int, Any]] = []
-    off = 8
-    try:
-        while True:
-            h, off = MultiHeader.decode(frame, off)
-            if h.done:
-                return ops
-            cls = allowed.get(h.type)
-            if cls is None:
-                return None
-            rec, off = cls.decode(frame, off)
-            if getattr(rec, "path", "") is None:
-                return None
-            ops.append((h.type, rec))
-    except (JuteError, struct.error):
-        return None
 
 
 def _response_body(op: int, r: TxnResult) -> bytes:

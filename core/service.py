@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from core.config import Config
 from core.connection import ClientFactory
 from core.server import ZKServer
+from core.ops.services import ops_services
 
 log = Logger()
 
@@ -53,5 +54,8 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     """The whole server as a twistd service. Backends are picked here, so a misnamed one
     stops start-up with one line (ConfigError) before anything is opened."""
     top = MultiService()
-    ZKService(ZKServer(config, reactor)).setServiceParent(top)
+    server = ZKServer(config, reactor)
+    ZKService(server).setServiceParent(top)
+    for child in ops_services(server):  # AdminServer, Prometheus metrics
+        child.setServiceParent(top)
     return top
