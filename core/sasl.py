@@ -45,10 +45,8 @@ def sasl_reply(conn: ServerConnection, xid: int, token: bytes) -> bytes:
         conn.closing = True
         conn.server.reactor.callLater(0, conn.close)
         return reply_frame(xid, 0, Code.AUTHFAILED, _NULL_TOKEN)
-    for i in ids or ():
-        if i not in conn.auth_ids:
-            conn.auth_ids.append(i)
     if ids:
+        conn.add_auth_ids(ids)
         log.info("Session 0x{sid:x}: adding SASL authorization for {ids}",
                  sid=conn.session_id & (2**64 - 1), ids=", ".join(f"{i.scheme}:{i.id}" for i in ids))
     return reply_frame(xid, 0, 0, SaslToken.encode(SaslToken(out)))

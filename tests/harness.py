@@ -98,11 +98,13 @@ class ZKServer:
     kind = "?"
 
     def __init__(self, host: str = "127.0.0.1", *, extended_types: bool = False,
-                 extra_cfg: dict[str, str] | None = None) -> None:
+                 extra_cfg: dict[str, str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.host = host
         self.port = 0
         self.extended_types = extended_types
         self.extra_cfg = dict(extra_cfg or {})
+        self.env = dict(env or {})  # added to the child's environment (e.g. PYTHONPATH)
         self.proc: subprocess.Popen | None = None
         self.workdir: Path | None = None
         self.log_path: Path | None = None
@@ -154,7 +156,8 @@ class ZKServer:
         argv, cwd = self.command(cfg_path)
         self.log_path = self.workdir / "server.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._log,
+        env = {**os.environ, **self.env} if self.env else None
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
             self._wait_ready(timeout)
@@ -241,6 +244,10 @@ class ApacheZK(ZKServer):
             f"-Dzookeeper.log.dir={self.workdir}",
             # znode.* settings are JVM properties to Java (zoo.cfg keys to ours)
             *(f"-D{k}={v}" for k, v in self.extra_cfg.items() if k.startswith("znode.")),
+            # the super digest is the JVM property zookeeper.DigestAuthenticationProvider
+            # .superDigest to Java; ours reads the zoo.cfg key DigestAuthenticationProvider.superDigest
+            *(f"-Dzookeeper.{k}={v}" for k, v in self.extra_cfg.items()
+              if k == "DigestAuthenticationProvider.superDigest"),
             "-cp", f"{ZK_JAR}:{SLF4J_JAR}",
             "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg_path),
         ]

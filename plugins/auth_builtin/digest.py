@@ -59,6 +59,11 @@ class DigestProvider:
         ids.append(Id(self.scheme, digest))
         return ids
 
+    def user_name(self, id: str) -> str:
+        """The name whoAmI shows for a digest id: the part before the first ':' (ZooKeeper's
+        getUserName)."""
+        return id.split(":", 1)[0]
+
     def matches(self, id: str, acl_id: str) -> bool:
         """Exact equality."""
         return id == acl_id
