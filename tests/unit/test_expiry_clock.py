@@ -1,96 +1,25 @@
 """Session expiry through the whole server, driven by a twisted Clock: no sleeping, no sockets.
 
 A real core.server.ZKServer (storage=memory, standalone consensus) runs on
-``twisted.internet.task.Clock``. The one thing a Clock cannot drive is the storage thread
-(``deferToThreadPool`` needs ``reactor.callFromThread``), so the server's StorageThread is
-swapped for one that runs each store call inline and returns a fired Deferred: the store, the
-consensus (group commit via ``callLater(0)``, the tick LoopingCall), the session tracker and
-the connections are the real ones. Clients are ServerConnections on StringTransports.
+``twisted.internet.task.Clock`` (tests/inprocess.py).
 """
 
 from __future__ import annotations
 
-import struct
-from typing import Any
-
 import pytest
-from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 
-from core.config import parse
-from core.connection import ServerConnection
 from core.opcodes import EventType, OpCode
-from core.records import (
-    ACL, ConnectRequest, ConnectResponse, CreateRequest, Id, PathWatchRequest, ReplyHeader,
-    RequestHeader, WatcherEvent,
-)
-from core.server import ZKServer
+from core.records import ACL, CreateRequest, Id, PathWatchRequest, RequestHeader, WatcherEvent
 from core.sessions import session_password
-from core.storage_thread import StorageThread
+from tests.inprocess import Client, start_server
 
 TICK = 500
 OPEN = [ACL(31, Id("world", "anyone"))]
-_LEN = struct.Struct(">i")
-
-
-class Client:
-    """A ServerConnection on a StringTransport, with framing helpers."""
-
-    def __init__(self, server: ZKServer, clock: Clock, port: int) -> None:
-        self.clock = clock
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
-        self.conn = ServerConnection(server)
-        self.conn.makeConnection(self.transport)
-        self.xid = 0
-        self.frames: list[bytes] = []
-
-    def send(self, payload: bytes) -> None:
-        self.conn.dataReceived(_LEN.pack(len(payload)) + payload)
-        self.clock.advance(0)  # the consensus writes and commits on callLater(0)
-
-    def take(self) -> list[bytes]:
-        data = self.transport.value()
-        self.transport.clear()
-        off = 0
-        while off < len(data):
-            (n,) = _LEN.unpack_from(data, off)
-            self.frames.append(data[off + 4:off + 4 + n])
-            off += 4 + n
-        out, self.frames = self.frames, []
-        return out
-
-    def connect(self, timeout_ms: int, session_id: int = 0, passwd: bytes = bytes(16)) -> ConnectResponse:
-        self.send(ConnectRequest.encode(ConnectRequest(0, 0, timeout_ms, session_id, passwd)) + b"\0")
-        (frame,) = self.take()
-        return ConnectResponse.decode(frame, 0)[0]
-
-    def request(self, op: int, record: Any) -> list[tuple[ReplyHeader, bytes]]:
-        self.xid += 1
-        self.send(RequestHeader.encode(RequestHeader(self.xid, op)) + type(record).encode(record))
-        return self.replies()
-
-    def replies(self) -> list[tuple[ReplyHeader, bytes]]:
-        out = []
-        for f in self.take():
-            hdr, off = ReplyHeader.decode(f, 0)
-            out.append((hdr, f[off:]))
-        return out
-
-    @property
-    def closed(self) -> bool:
-        return self.transport.disconnecting
 
 
 @pytest.fixture
 def rig(tmp_path):
-    clock = Clock()
-    clock.advance(1_000_000)  # a clock far from 0, like a real one
-    cfg = parse(f"tickTime={TICK}\ndataDir={tmp_path}\nclientPort=2999\nstorage=memory\n")
-    server = ZKServer(cfg, reactor=clock)
-    server.storage = StorageThread(clock, threaded=False)
-    d = server.start()
-    assert d.called, "start-up waits for something a Clock cannot drive"
+    server, clock = start_server(tmp_path, TICK)
     yield server, clock
     server.stop()
 

@@ -1,0 +1,85 @@
+"""A whole server in-process on a twisted Clock, and clients on StringTransports: no sleeping,
+no sockets. The store, consensus, sessions, watches and connections are the real ones; only
+the storage thread runs its calls inline (a Clock cannot drive threads)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from core.config import parse
+from core.connection import ServerConnection
+from core.pluginmanager import build_plugin_manager
+from core.records import ConnectRequest, ConnectResponse, ReplyHeader, RequestHeader
+from core.server import ZKServer
+from core.storage_thread import StorageThread
+
+_LEN = struct.Struct(">i")
+
+
+def start_server(data_dir: Path, tick_ms: int, plugins: Iterable[Any] = ()) -> tuple[ZKServer, Clock]:
+    """A started standalone server (memory store) on a Clock, with `plugins` registered."""
+    clock = Clock()
+    clock.advance(1_000_000)  # a clock far from 0, like a real one
+    cfg = parse(f"tickTime={tick_ms}\ndataDir={data_dir}\nclientPort=2999\nstorage=memory\n")
+    server = ZKServer(cfg, reactor=clock, plugin_manager=build_plugin_manager(plugins))
+    server.storage = StorageThread(clock, threaded=False)
+    d = server.start()
+    assert d.called, "start-up waits for something a Clock cannot drive"
+    return server, clock
+
+
+class Client:
+    """A ServerConnection on a StringTransport, with framing helpers."""
+
+    def __init__(self, server: ZKServer, clock: Clock, port: int) -> None:
+        self.clock = clock
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
+        self.conn = ServerConnection(server)
+        self.conn.makeConnection(self.transport)
+        self.xid = 0
+        self.frames: list[bytes] = []
+
+    def send(self, payload: bytes) -> None:
+        self.conn.dataReceived(_LEN.pack(len(payload)) + payload)
+        self.clock.advance(0)  # the consensus writes and commits on callLater(0)
+
+    def take(self) -> list[bytes]:
+        data = self.transport.value()
+        self.transport.clear()
+        off = 0
+        while off < len(data):
+            (n,) = _LEN.unpack_from(data, off)
+            self.frames.append(data[off + 4:off + 4 + n])
+            off += 4 + n
+        out, self.frames = self.frames, []
+        return out
+
+    def connect(self, timeout_ms: int, session_id: int = 0, passwd: bytes = bytes(16)) -> ConnectResponse:
+        self.send(ConnectRequest.encode(ConnectRequest(0, 0, timeout_ms, session_id, passwd)) + b"\0")
+        (frame,) = self.take()
+        return ConnectResponse.decode(frame, 0)[0]
+
+    def request(self, op: int, record: Any) -> list[tuple[ReplyHeader, bytes]]:
+        self.xid += 1
+        self.send(RequestHeader.encode(RequestHeader(self.xid, op)) + type(record).encode(record))
+        return self.replies()
+
+    def replies(self) -> list[tuple[ReplyHeader, bytes]]:
+        out = []
+        for f in self.take():
+            hdr, off = ReplyHeader.decode(f, 0)
+            out.append((hdr, f[off:]))
+        return out
+
+    @property
+    def closed(self) -> bool:
+        return self.transport.disconnecting
+
+
