@@ -89,7 +89,7 @@ class ServerConnection(Protocol):
         self.add_auth_ids([Id("ip", host)])
         if not self.server.connection_opened(self):
             self.closing = True
-            self.transport.abortConnection()
+            self.transport.loseConnection()  # refused: closed at once, as ZooKeeper closes it
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closing = True
