@@ -27,7 +27,8 @@ class ZKService(Service):
     def startService(self) -> None:
         super().startService()
         reactor = self.server.reactor
-        for key in self.config.unknown_keys():
+        installed = [name for name, _ in self.server.pm.list_name_plugin() if name]
+        for key in self.config.unknown_keys(installed):
             log.warn("{source}: unknown key {key} ignored", source=self.config.source, key=key)
         d = self.server.start()
         d.addCallback(lambda _: self._listen(reactor))
