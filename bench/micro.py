@@ -1,6 +1,6 @@
 """Server CPU per request without the network: frames fed to a connection on a StringTransport.
 
-    python bench/micro.py [get|exists|set|create] [--n 20000] [--profile]
+    python bench/micro.py [get|exists|set|create|multi] [--n 20000] [--profile]
 
 Reads are answered inside dataReceived; writes go through prep, the memory store's append on
 the calling thread (no storage thread), commit and reply, so the figure is the reactor's own
@@ -22,7 +22,7 @@ from twisted.internet.testing import StringTransport
 from core.config import parse
 from core.connection import ServerConnection
 from core.opcodes import OpCode
-from core.records import ACL, CreateRequest, Id, PathWatchRequest, RequestHeader, SetDataRequest
+from core.records import ACL, CreateRequest, Id, MultiHeader, PathWatchRequest, RequestHeader, SetDataRequest
 from core.server import ZKServer
 from core.storage_thread import StorageThread
 
@@ -50,6 +50,14 @@ def build() -> tuple[ZKServer, ServerConnection, Clock]:
     return server, conn, clock
 
 
+def multi_frame(xid: int, paths: list[str]) -> bytes:
+    """A multi of one setData per path."""
+    ops = b"".join(MultiHeader(OpCode.setData, False, -1).encode() + SetDataRequest(p, b"x" * 100, -1).encode()
+                   for p in paths)
+    body = RequestHeader(xid, OpCode.multi).encode() + ops + MultiHeader(-1, True, -1).encode()
+    return struct.pack(">i", len(body)) + body
+
+
 def requests(kind: str, n: int) -> bytes:
     if kind == "get":
         return b"".join(frame(i, OpCode.getData, PathWatchRequest(f"/k{i % 1000}", False)) for i in range(n))
@@ -57,6 +65,8 @@ def requests(kind: str, n: int) -> bytes:
         return b"".join(frame(i, OpCode.exists, PathWatchRequest(f"/k{i % 1000}", False)) for i in range(n))
     if kind == "set":
         return b"".join(frame(i, OpCode.setData, SetDataRequest(f"/k{i % 1000}", b"x" * 100, -1)) for i in range(n))
+    if kind == "multi":
+        return b"".join(multi_frame(i, [f"/k{(i * 5 + j) % 1000}" for j in range(5)]) for i in range(n))
     if kind == "create":
         return b"".join(frame(i, OpCode.create, CreateRequest(f"/c{i}", b"x" * 100, OPEN, 0)) for i in range(n))
     raise SystemExit(f"unknown workload {kind}")

@@ -31,7 +31,7 @@ from core.records import (
     ACL, AddWatchRequest, AuthPacket, ClientInfo, ConnectRequest, Create2Response, CreateResponse,
     CreateSessionTxn, ErrorResponse, GetACLResponse, GetChildrenResponse,
     GetEphemeralsResponse, Id, MultiHeader, PathRequest, PathWatchRequest,
-    SaslToken, SetWatches, SetWatches2, StatResponse, WatchTypeRequest, WhoAmIResponse,
+    SaslToken, SetWatches, SetWatches2, WatchTypeRequest, WhoAmIResponse,
 )
 from core.sasl import sasl_reply
 from core.sessions import SessionTracker, session_password
@@ -195,6 +195,9 @@ class ZKServer:
             conn.drop(f"client has seen zxid 0x{req.lastZxidSeen:x}, ours is 0x{self.tree.last_zxid:x}")
             return
         if not self.consensus.is_serving():
+            if getattr(self.consensus, "role", None) == "read-only" and getattr(conn, "client_read_only", False):
+                self._connect_read_only(conn, req)
+                return
             conn.drop("not serving: no quorum")
             return
         cfg = self.config
@@ -221,6 +224,28 @@ class ZKServer:
             return
         # an ensemble member asks the consensus (a ZAB learner: REVALIDATE to its leader)
         revalidate(sid, timeout).addCallback(self._revalidated, conn, sid, timeout)
+
+    def _connect_read_only(self, conn: ServerConnection, req: ConnectRequest) -> None:
+        """readonlymode.enabled and no quorum (ReadOnlyZooKeeperServer): a client that allows
+        read-only gets a local session (not replicated; a reconnecting one keeps its id when
+        its password matches), the readOnly byte true, reads, and NOTREADONLY for writes."""
+        cfg = self.config
+        timeout = min(max(req.timeOut, cfg.min_session_timeout), cfg.max_session_timeout)
+        sid = req.sessionId
+        if sid == 0:
+            sid = self.sessions.new_session_id()
+        elif req.passwd != session_password(sid):
+            conn.refuse_session()
+            return
+        old = self.connections.pop(sid, None)
+        if old is not None and old is not conn:
+            old.close()
+        conn.bind(sid, timeout)
+        conn.read_only = True
+        self.connections[sid] = conn
+        conn.connect_response(timeout, sid, session_password(sid), read_only=True)
+        log.info("Established read-only session 0x{sid:x} with negotiated timeout {timeout} for client "
+                 "/{host}:{port}", sid=sid & (2**64 - 1), timeout=timeout, host=conn.peer.host, port=conn.peer.port)
 
     def _revalidated(self, valid: bool, conn: ServerConnection, sid: int, timeout: int) -> None:
         """The consensus' answer about a reconnecting session: bind it, or the expired answer."""
@@ -300,6 +325,13 @@ class ZKServer:
 
     def submit(self, conn: ServerConnection, xid: int, op: int, record: Any, frame: bytes) -> None:
         """Hand a write to the consensus; its reply slot waits for the commit."""
+        if conn.read_only:  # a read-only session (ReadOnlyRequestProcessor): no writes, no sync
+            if op == OpCode.closeSession:
+                conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, 0))
+                conn.close()
+            else:
+                conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, Code.NOTREADONLY))
+            return
         sid = conn.session_id
         self.waiting[(sid, xid)] = (conn, conn.owe(), op)
         if len(self.waiting) > self.config.global_outstanding_limit:
@@ -348,6 +380,19 @@ class ZKServer:
             conn, slot, _ = waiter
             body = PathRequest.encode(request.record)
             conn.complete(slot, reply_frame(request.cxid, self.tree.last_zxid, 0, body))
+
+    def stop_serving(self) -> None:
+        """The consensus can no longer make writes durable: answer every write still waiting
+        (the failed batch and those queued behind it; none is applied here) with SYSTEMERROR,
+        after the replies owed before it, then close every client connection. New ones are
+        refused while ``consensus.is_serving()`` is false; four-letter words still answer."""
+        waiting, self.waiting = self.waiting, {}
+        for (_, xid), (conn, slot, _) in waiting.items():
+            conn.complete(slot, reply_frame(xid, self.tree.last_zxid, Code.SYSTEMERROR))
+        self.handshakes.clear()
+        self.flush()
+        for conn in list(self.all_connections):
+            conn.close()
 
     def flush(self) -> None:
         """Write out every connection that has queued frames (after a batch of commits)."""
@@ -538,7 +583,7 @@ def _response_body(op: int, r: TxnResult) -> bytes:
         return Create2Response(r.path, r.stat).encode()
     if op in (OpCode.setData, OpCode.setACL):
         assert r.stat is not None
-        return StatResponse(r.stat).encode()
+        return r.stat.encode()  # SetDataResponse / SetACLResponse: the Stat alone
     return b""
 
 

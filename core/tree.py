@@ -129,16 +129,28 @@ class Node:
         return _STAT.pack(*self._client_view())
 
 
+def path_crc(path: str) -> int | None:
+    """The CRC32 of a node's path as its digest starts it ("" for the root), or None for nodes
+    under /zookeeper/, which count 0."""
+    if path.startswith("/zookeeper/"):
+        return None
+    return zlib.crc32(b"" if path == "/" else path.encode("utf-8", "surrogatepass"))
+
+
+def digest_from(crc: int | None, node: Node) -> int:
+    """The node's digest given its `path_crc`: the CRC continues over the data and the
+    persisted stat (ZooKeeper's DigestCalculator)."""
+    if crc is None:
+        return 0
+    return zlib.crc32(_DIGEST_STAT.pack(
+        node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime, node.version, node.cversion,
+        node.aversion, node.ephemeral_owner), zlib.crc32(node.data, crc))
+
+
 def node_digest(path: str, node: Node) -> int:
     """ZooKeeper's DigestCalculator: CRC32 of the path ("" for the root), the data and the
     persisted stat; 0 for nodes under /zookeeper/."""
-    if path.startswith("/zookeeper/"):
-        return 0
-    crc = zlib.crc32(b"" if path == "/" else path.encode("utf-8", "surrogatepass"))
-    crc = zlib.crc32(node.data, crc)
-    return zlib.crc32(_DIGEST_STAT.pack(
-        node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime, node.version, node.cversion,
-        node.aversion, node.ephemeral_owner), crc)
+    return digest_from(path_crc(path), node)
 
 
 @dataclass(slots=True)
@@ -326,10 +338,11 @@ class DataTree:
         if cversion == -1:
             cversion = node.cversion + 1
         if cversion > node.cversion:
-            old = node_digest(path, node)
+            crc = path_crc(path)
+            before = digest_from(crc, node)
             node.cversion = cversion
             node.pzxid = zxid
-            self._digest = (self._digest - old + node_digest(path, node)) & _MASK64
+            self._digest = (self._digest - before + digest_from(crc, node)) & _MASK64
 
     def _delete(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
         """DataTree.deleteNode: the parent loses the child name and its pzxid is raised even
@@ -342,9 +355,10 @@ class DataTree:
             return TxnResult(t, Code.NONODE, path)
         name = child_name(path)
         if zxid > parent.pzxid:
-            old = node_digest(parent_path, parent)
+            crc = path_crc(parent_path)
+            before = digest_from(crc, parent)
             parent.pzxid = zxid
-            self._digest = (self._digest - old + node_digest(parent_path, parent)) & _MASK64
+            self._digest = (self._digest - before + digest_from(crc, parent)) & _MASK64
         children = parent.children
         if name in children:
             if len(children) == 1:
@@ -366,12 +380,13 @@ class DataTree:
         node = self.nodes.get(path)
         if node is None:
             return TxnResult(t, Code.NONODE, path)
-        old = node_digest(path, node)
+        crc = path_crc(path)
+        before = digest_from(crc, node)
         node.data = body.data or b""
         node.mtime = time
         node.mzxid = zxid
         node.version = body.version
-        self._digest = (self._digest - old + node_digest(path, node)) & _MASK64
+        self._digest = (self._digest - before + digest_from(crc, node)) & _MASK64
         self.listener.triggered(path, EventType.NodeDataChanged, zxid, node.acl)
         return TxnResult(t, 0, path, node.stat())
 
@@ -381,10 +396,11 @@ class DataTree:
         node = self.nodes.get(path)
         if node is None:
             return TxnResult(t, Code.NONODE, path)
-        old = node_digest(path, node)
+        crc = path_crc(path)
+        before = digest_from(crc, node)
         node.aversion = body.version
         node.acl = self.intern_acl(body.acl)
-        self._digest = (self._digest - old + node_digest(path, node)) & _MASK64
+        self._digest = (self._digest - before + digest_from(crc, node)) & _MASK64
         return TxnResult(t, 0, path, node.stat())
 
     def _check(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:

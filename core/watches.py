@@ -106,6 +106,8 @@ class WatchManager:
 
     def triggered(self, path: str, event_type: int, zxid: int, acl: tuple[ACL, ...]) -> None:
         """TreeListener: fire the watches `event_type` at `path` reaches, as WatchManager does."""
+        if not self._by_watcher:  # nobody watches anything (the common case under write load)
+            return
         by_path = self._by_path
         found: set[WatchingClient] = set()
         one_shot = (DATA,) if event_type in (EventType.NodeCreated, EventType.NodeDataChanged) else (

@@ -1,7 +1,8 @@
 """Standalone consensus: this member alone makes txns, logs them with group commit, applies them.
 
 Writes arriving while the store is busy wait and go together in the next append (one sync for
-the batch); a batch of one txn is appended on the reactor when the storage thread is idle. A
+the batch); a lone write (one txn, and no other request since the last write) is appended on
+the reactor when the storage thread is idle. A
 reply is sent only after its txn is durable. The tick expires sessions; the
 container check deletes empty containers and expired TTL nodes.
 """
@@ -41,6 +42,7 @@ class StandaloneConsensus:
         self.zxid = 0
         self.queue: list[Txn | Request] = []
         self.writing = False
+        self.received_at_last_write = 0
         self.broken = False
         self.ticker = LoopingCall(self.tick)
         self.ticker.clock = server.reactor
@@ -65,6 +67,9 @@ class StandaloneConsensus:
 
     def submit(self, request: Request) -> None:
         assert self.prep is not None
+        if self.broken:  # the log cannot be written: answered with an error, never queued
+            self.server.stop_serving()
+            return
         if request.type == OpCode.sync:
             self.queue.append(request)
         else:
@@ -79,9 +84,14 @@ class StandaloneConsensus:
         batch, self.queue = self.queue, []
         payloads = [(t.zxid, encode_txn(t)) for t in batch if isinstance(t, Txn)]
         storage = self.server.storage
+        received = self.server.stats.packets_received
+        # nothing but this write arrived since the last one: the server has nothing else to do
+        # while it syncs, so spare the lone write the thread hand-offs
+        alone = len(payloads) == 1 and 0 <= received - self.received_at_last_write <= 1
+        self.received_at_last_write = received
         if not payloads:
             d: Deferred[None] = succeed(None)
-        elif len(payloads) == 1:  # a lone write: no thread hand-offs when the store is idle
+        elif alone:
             d = storage.run_small(self.store.append, payloads)
         else:
             d = storage.run(self.store.append, payloads)
@@ -102,12 +112,24 @@ class StandaloneConsensus:
             self.writing = False
 
     def failed(self, failure: Failure) -> None:
-        """The store could not make a batch durable: nothing of it is acknowledged; stop
-        serving, as ZooKeeper stops when its log cannot be written."""
-        log.critical("cannot write the transaction log, no longer serving: {err}", err=failure.getErrorMessage())
+        """The store could not make a batch durable (its append raised): stop serving clients,
+        as ZooKeeper stops when its log cannot be written, with one log line.
+
+        None of the batch is applied or acknowledged: every write of it, and every one queued
+        behind it, is answered with SYSTEMERROR (``ZKServer.stop_serving``), then every client
+        connection is closed and new ones are refused (clients move to another member, or see
+        a connection loss). The process stays up for the operator: four-letter words, the
+        AdminServer and metrics still answer (``srvr``: "not currently serving"). The tree
+        holds only durable txns, so a restart on a healthy store loses nothing acknowledged.
+        """
+        log.critical("cannot make txns 0x{first:x}-0x{last:x} durable, no longer serving "
+                     "clients (writes answered SYSTEMERROR): {err}",
+                     first=self.server.tree.last_zxid + 1, last=self.zxid,
+                     err=failure.getErrorMessage())
         self.broken = True
-        for conn in list(self.server.all_connections):
-            conn.close()
+        self.queue = []
+        self.stop()
+        self.server.stop_serving()
 
     def tick(self) -> None:
         """Expire the sessions whose tick bucket has passed."""
