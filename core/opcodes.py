@@ -43,28 +43,12 @@ class OpCode(enum.IntEnum):
     error = -1
 
 
-class CreateMode(enum.IntEnum):
-    """CreateMode flags of CreateRequest."""
-
-    PERSISTENT = 0
-    EPHEMERAL = 1
-    PERSISTENT_SEQUENTIAL = 2
-    EPHEMERAL_SEQUENTIAL = 3
-    CONTAINER = 4
-    PERSISTENT_WITH_TTL = 5
-    PERSISTENT_SEQUENTIAL_WITH_TTL = 6
-
-    @property
-    def sequential(self) -> bool:
-        return self in (2, 3, 6)
-
-    @property
-    def ephemeral(self) -> bool:
-        return self in (1, 3)
-
-    @property
-    def ttl(self) -> bool:
-        return self in (5, 6)
+# CreateMode flags (0 persistent, 1 ephemeral, 2 persistent sequential, 3 ephemeral sequential,
+# 4 container, 5 persistent with TTL, 6 persistent sequential with TTL), by property; plain ints:
+# creates are on the write path
+SEQUENTIAL_FLAGS = frozenset({2, 3, 6})
+EPHEMERAL_FLAGS = frozenset({1, 3})
+TTL_FLAGS = frozenset({5, 6})
 
 
 class Perm:

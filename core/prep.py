@@ -33,7 +33,9 @@ from typing import Any
 from core.acl import AccessControl
 from core.errors import Code, ZKError
 from core.interfaces import Request
-from core.opcodes import CONTAINER_EPHEMERAL_OWNER, MAX_TTL, CreateMode, OpCode, Perm, ttl_owner
+from core.opcodes import (
+    CONTAINER_EPHEMERAL_OWNER, EPHEMERAL_FLAGS, MAX_TTL, SEQUENTIAL_FLAGS, TTL_FLAGS, OpCode, Perm, ttl_owner,
+)
 from core.paths import parent_of, validate_path
 from core.records import (
     ACL, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateTTLTxn, CreateTxn, DeleteTxn,
@@ -206,9 +208,9 @@ class Prep:
         flags: int = rec.flags
         if not 0 <= flags <= 6:
             raise ZKError(Code.BADARGUMENTS, rec.path)  # CreateMode.fromFlag
-        mode = CreateMode(flags)
+        ephemeral = flags in EPHEMERAL_FLAGS
         ttl: int = rec.ttl if t == OpCode.createTTL else -1
-        if mode.ttl:
+        if flags in TTL_FLAGS:
             if not self.extended_types:
                 raise ZKError(Code.UNIMPLEMENTED, rec.path)
             if not 1 <= ttl <= MAX_TTL:
@@ -222,7 +224,7 @@ class Prep:
         acl = self.access.fixup(rec.acl, request.auth)
         parent = self._get(parent_path)
         self.access.check(parent.acl, request.auth, Perm.CREATE)
-        if mode.sequential:
+        if flags in SEQUENTIAL_FLAGS:
             path = f"{path}{parent.cversion:010d}"
         validate_path(path)
         if self._lookup(path) is not None:
@@ -239,8 +241,8 @@ class Prep:
             body = CreateTTLTxn(path, rec.data, acl_list, cversion, ttl)
             owner = ttl_owner(ttl)
         else:
-            body = CreateTxn(path, rec.data, acl_list, mode.ephemeral, cversion)
-            owner = request.session_id if mode.ephemeral else 0
+            body = CreateTxn(path, rec.data, acl_list, ephemeral, cversion)
+            owner = request.session_id if ephemeral else 0
         self._add(_Change(zxid, parent_path, True, parent.version, cversion, parent.aversion,
                           parent.ephemeral_owner, parent.acl, _nchildren(parent) + 1))
         self._add(_Change(zxid, path, True, 0, 0, 0, owner, acl, 0))
