@@ -73,7 +73,7 @@ class ZKServer:
         stages = [s for s in self.pm.hook.zk_watch_delivery(config=config, server=self) if s is not None]
         self.watches.delivery = [*stages, ConnectionDelivery()]
         self.connections: dict[int, ServerConnection] = {}  # session id -> its live connection
-        self.all_connections: set[ServerConnection] = set()
+        self.all_connections: dict[ServerConnection, None] = {}  # in the order they opened
         self.per_host: dict[str, int] = {}
         self.handshakes: dict[int, ServerConnection] = {}  # session id -> connection awaiting createSession
         self.waiting: dict[tuple[int, int], tuple[ServerConnection, Slot, int]] = {}
@@ -106,7 +106,9 @@ class ZKServer:
         """Open the store, rebuild the tree and sessions from it, start the consensus."""
         self.storage.start()
         yield self.storage.run(self.store.open)
-        yield self.recover()
+        had_snapshot = yield self.recover()
+        if not had_snapshot and not self.tree.last_zxid:
+            yield self.snapshotter.take()  # an empty data directory gets snapshot.0, as ZooKeeper's
         yield self.consensus.start()
         self.snapshotter.start()
         self.pm.hook.zk_server_started(server=self)
@@ -114,7 +116,8 @@ class ZKServer:
     @inlineCallbacks
     def recover(self) -> Any:
         """Rebuild the tree and sessions from the store: the newest snapshot, then every logged
-        txn after it (at start, and on a member whose log was truncated)."""
+        txn after it (at start, and on a member whose log was truncated). Fires with whether
+        there was a snapshot."""
         snapshot = yield self.storage.run(self.store.load_snapshot)
         if snapshot is not None:
             tree, sessions, _ = deserialize(snapshot[1])
@@ -127,6 +130,7 @@ class ZKServer:
             self.replay(decode_txn(payload))
         if txns:
             log.info("recovered {n} txns up to zxid 0x{z:x}", n=len(txns), z=self.tree.last_zxid)
+        return snapshot is not None
 
     def reset(self, tree: DataTree, sessions: dict[int, int]) -> None:
         """Replace the tree and the sessions wholesale (recovery, or a follower synced by SNAP)."""
@@ -168,13 +172,13 @@ class ZKServer:
             self.stats.connection_rejected += 1
             return False
         self.per_host[host] = count + 1
-        self.all_connections.add(conn)
+        self.all_connections[conn] = None
         return True
 
     def connection_closed(self, conn: ServerConnection) -> None:
         if conn not in self.all_connections:
             return
-        self.all_connections.discard(conn)
+        del self.all_connections[conn]
         host = conn.peer.host
         self.per_host[host] -= 1
         if not self.per_host[host]:

@@ -30,9 +30,19 @@ def start_server(data_dir: Path, tick_ms: int, plugins: Iterable[Any] = ()) -> t
     cfg = parse(f"tickTime={tick_ms}\ndataDir={data_dir}\nclientPort=2999\nstorage=memory\n")
     server = ZKServer(cfg, reactor=clock, plugin_manager=build_plugin_manager(plugins))
     server.storage = StorageThread(clock, threaded=False)
-    d = server.start()
-    assert d.called, "start-up waits for something a Clock cannot drive"
+    started(server, clock)
     return server, clock
+
+
+def started(server: ZKServer, clock: Clock) -> None:
+    """Start `server` on `clock` and turn the clock until start-up is done (the start-up
+    snapshot is serialized in slices, one per reactor turn)."""
+    d = server.start()
+    for _ in range(100):
+        if d.called:
+            break
+        clock.advance(0)
+    assert d.called, "start-up waits for something a Clock cannot drive"
 
 
 class Client:

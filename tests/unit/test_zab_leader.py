@@ -29,6 +29,7 @@ from plugins.consensus_zab.consensus import ZabConsensus
 from plugins.consensus_zab.election import Vote
 from plugins.consensus_zab.leader import DIFF, SNAP, TRUNC, Proposal, choose_sync
 from plugins.consensus_zab.packets import LearnerInfo, PacketType, QuorumPacket
+from tests.inprocess import started
 from tests.fixtures.hexfile import read_hex
 from tests.unit.test_zab_packets import packets
 
@@ -88,8 +89,7 @@ class Member:
         if epochs is not None:
             server.store.put_meta("acceptedEpoch", str(epochs[0]).encode())
             server.store.put_meta("currentEpoch", str(epochs[1]).encode())
-        d = server.start()
-        assert d.called, "start-up waits for something the fake reactor cannot drive"
+        started(server, self.reactor)
         self.reactor.advance(0)  # look()
 
     def elect(self, leader: int, round_: int = 1) -> Vote:
