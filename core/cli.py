@@ -1,5 +1,8 @@
 """The ``zkserver`` tool: inspect, dump and migrate a server's store, list the plugins.
 
+``import --from-zookeeper`` and ``export --to-zookeeper`` are ``migrate`` with the ``zkfiles``
+store (Apache ZooKeeper's own data directory) on one side; an export ends with a snapshot.
+
 Every command works on a zoo.cfg (``-c``, default ``zoo.cfg``): its ``storage`` and ``dataDir``
 select the store, built through the plugin manager and the backend's factory, as the server
 does. Output is plain text on stdout, in the formats of ZooKeeper's own tools where there is
@@ -31,7 +34,7 @@ from core.interfaces import Store, StoreError
 from core.jute import JuteError
 from core.opcodes import OpCode
 from core.records import ACL
-from core.snapshot import deserialize
+from core.snapshot import deserialize, serialize
 from core.tree import DataTree
 from core.txn import Txn, decode_txn
 
@@ -41,6 +44,12 @@ META_KEYS = ("acceptedEpoch", "currentEpoch")
 SNAPSHOT_CHUNK = 1 << 20
 #: Txns per append (one sync each) when `migrate` writes the target's log.
 APPEND_BATCH = 1000
+
+#: A store's directory under dataDir when it is not the backend's name: the ZooKeeper-files
+#: store keeps ZooKeeper's own (ARCHITECTURE.md, "Hook families").
+STORE_DIRS = {"zkfiles": "version-2"}
+#: The backend `import --from-zookeeper` and `export --to-zookeeper` read and write.
+ZOOKEEPER_STORE = "zkfiles"
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -110,7 +119,8 @@ def open_store(config: Config, pm: pluggy.PluginManager, existing: bool) -> Stor
         data_dir = config.data_dir
         if not data_dir.is_dir():
             raise CliError(f"dataDir {data_dir} (from {config.source}) does not exist")
-        if not config.plugin_options(config.storage) and not (data_dir / config.storage).is_dir():
+        store_dir = STORE_DIRS.get(config.storage, config.storage)
+        if not config.plugin_options(config.storage) and not (data_dir / store_dir).is_dir():
             held = sorted(e.name for e in data_dir.iterdir() if e.is_dir())
             holds = f"it holds {', '.join(held)}" if held else "it is empty"
             raise CliError(f"no {config.storage} store in dataDir {data_dir} ({holds}); "
@@ -367,15 +377,42 @@ def cmd_snapshot(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
 
 def cmd_migrate(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     """Copy the newest snapshot, every txn after it and the epochs into an empty store."""
-    source_config, target_config = load(args.config), load(args.to)
+    return migrate(load(args.config), load(args.to), pm, args.to)
+
+
+def cmd_import(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    """`migrate` from an Apache ZooKeeper data directory (the zkfiles store) into zoo.cfg's."""
+    source = zookeeper_config(args.from_zookeeper, args.log_dir, "--from-zookeeper")
+    return migrate(source, load(args.config), pm, args.config)
+
+
+def cmd_export(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    """`migrate` from zoo.cfg's store into an Apache ZooKeeper data directory (the zkfiles
+    store), ending with a snapshot of the last state: ZooKeeper 3.8 will not start on a log
+    without one (quorum.md 4.4)."""
+    target = zookeeper_config(args.to_zookeeper, args.log_dir, "--to-zookeeper")
+    return migrate(load(args.config), target, pm, args.to_zookeeper, final_snapshot=True)
+
+
+def zookeeper_config(data_dir: str, log_dir: str | None, source: str) -> Config:
+    """The configuration of the zkfiles store on a ZooKeeper dataDir (and dataLogDir)."""
+    lines = [f"storage={ZOOKEEPER_STORE}", f"dataDir={os.path.abspath(data_dir)}", "clientPort=0"]
+    if log_dir is not None:
+        lines.append(f"dataLogDir={os.path.abspath(log_dir)}")
+    return parse("".join(line + "\n" for line in lines), source)
+
+
+def migrate(source_config: Config, target_config: Config, pm: pluggy.PluginManager,
+            target_name: str, final_snapshot: bool = False) -> int:
+    """Copy `source_config`'s store into `target_config`'s, which must be empty (see `_copy`)."""
     if _same_store(source_config, target_config):
-        raise CliError(f"{args.config} and {args.to} select the same store")
+        raise CliError(f"{source_config.source} and {target_name} select the same store")
     source = open_store(source_config, pm, existing=True)
     try:
         target = open_store(target_config, pm, existing=False)
         try:
-            _refuse_non_empty(target, args.to)
-            _copy(source, target)
+            _refuse_non_empty(target, target_name)
+            _copy(source, target, final_snapshot)
         finally:
             target.close()
     finally:
@@ -405,9 +442,10 @@ def _refuse_non_empty(store: Store, source: str) -> None:
                        f"holds {', '.join(held)}; migrate writes only into an empty store")
 
 
-def _copy(source: Store, target: Store) -> None:
+def _copy(source: Store, target: Store, final_snapshot: bool = False) -> None:
     """Meta first, then the snapshot, then the log in batches: an interrupted copy leaves a
-    consistent prefix of the source's history."""
+    consistent prefix of the source's history. With `final_snapshot`, end with a snapshot of
+    the state at the last txn (rebuilt as `rebuild` does) unless the copied one is it."""
     for key in META_KEYS:
         value = source.get_meta(key)
         if value is not None:
@@ -433,8 +471,17 @@ def _copy(source: Store, target: Store) -> None:
     source_info, target_info = source.describe(), target.describe()
     what = f"snapshot {_hex(start)} of {_size(len(snapshot[1]))}" if snapshot else "no snapshot"
     txns = f"{bar.done} txns {_hex(first)}-{_hex(last)}" if last else "no txns"
+    made = ""
+    if final_snapshot and (snapshot is None or last):
+        zxid = last or start
+        tree, sessions = rebuild(source, zxid)
+        data = b"".join(serialize(tree, sessions, zxid))
+        bar = Progress(f"snapshot {_hex(zxid)}", len(data))
+        target.save_snapshot(zxid, _chunks(data, bar))
+        bar.close()
+        made = f", then wrote snapshot {_hex(zxid)} of {_size(len(data))}"
     print(f"copied {what} and {txns} from {source_info.backend} {source_info.location} "
-          f"to {target_info.backend} {target_info.location}")
+          f"to {target_info.backend} {target_info.location}{made}")
 
 
 def _chunks(data: bytes, bar: Progress) -> Iterator[bytes]:
@@ -548,6 +595,19 @@ def build_parser() -> argparse.ArgumentParser:
                       "empty store of another zoo.cfg")
     migrate.add_argument("--to", required=True, metavar="ZOO_CFG",
                          help="the zoo.cfg of the target store, which must be empty")
+    imp = command("import", cmd_import,
+                  "migrate an Apache ZooKeeper data directory into the empty store of zoo.cfg")
+    imp.add_argument("--from-zookeeper", required=True, metavar="DATADIR",
+                     help="ZooKeeper's dataDir (holding version-2/)")
+    imp.add_argument("--log-dir", metavar="DATALOGDIR",
+                     help="ZooKeeper's dataLogDir, when it is not the dataDir")
+    exp = command("export", cmd_export,
+                  "migrate zoo.cfg's store into an empty Apache ZooKeeper data directory, "
+                  "ending with a snapshot")
+    exp.add_argument("--to-zookeeper", required=True, metavar="DATADIR",
+                     help="the dataDir for ZooKeeper (version-2/ is written there)")
+    exp.add_argument("--log-dir", metavar="DATALOGDIR",
+                     help="a dataLogDir for ZooKeeper's logs, when it is not the dataDir")
     plugins = command("plugins", cmd_plugins,
                       "the installed plugins, what each offers, and what zoo.cfg selects",
                       config=False)

@@ -20,7 +20,11 @@ from it; a restart is ``close()`` followed by ``make_store`` on the same dataDir
 
 Requirements, class attributes read by the tests (as in SQLAlchemy's suite), switch off what a
 backend does not claim: ``durable = False`` (nothing survives close + reopen) skips the restart
-tests; ``owns_data_dir = False`` (keeps no files under dataDir) skips the dataDir-refusal test.
+tests; ``owns_data_dir = False`` (keeps no files under dataDir) skips the dataDir-refusal tests;
+``keeps_zookeeper_files = True`` (the store's files are ZooKeeper's own ``version-2/``) skips
+the refusal of a ZooKeeper dataDir, which is then its own; ``purges_whole_log_files = True``
+(purge deletes whole log files, as ZooKeeper's PurgeTxnLog) lets txns older than the oldest
+kept snapshot remain after a purge, while still requiring every txn after it.
 
 Two optional hooks let the suite damage a store's files while the store is closed; the tests
 that use them are skipped unless the subclass overrides them:
@@ -114,6 +118,8 @@ class StoreSuite:
 
     durable: bool = True
     owns_data_dir: bool = True
+    keeps_zookeeper_files: bool = False
+    purges_whole_log_files: bool = False
 
     # -- what a subclass provides -------------------------------------------------------------
 
@@ -340,22 +346,31 @@ class StoreSuite:
         for zxid in (10, 20, 30, 40):
             store.save_snapshot(zxid, [b"state at %d" % zxid])
 
+    def _assert_log_after(self, store: Store, zxid: int, last: int = 50) -> None:
+        """The log holds every txn after `zxid` up to `last` (and, unless the store purges
+        whole files, nothing before)."""
+        logged = list(store.read_from(0))
+        if self.purges_whole_log_files and logged and logged[0][0] <= zxid:
+            assert logged == txns(*range(logged[0][0], last + 1))
+        else:
+            assert logged == txns(*range(zxid + 1, last + 1))
+
     def test_purge(self, store: Store) -> None:
         self._log_and_snapshots(store)
         store.purge(2)
         assert store.describe().snapshot_zxids == (30, 40)
-        assert list(store.read_from(0)) == txns(*range(31, 51))
+        self._assert_log_after(store, 30)
         assert store.load_snapshot() == (40, b"state at 40")
         assert store.last_zxid() == 50
         store.purge(1)
         assert store.describe().snapshot_zxids == (40,)
-        assert list(store.read_from(0)) == txns(*range(41, 51))
+        self._assert_log_after(store, 40)
 
     def test_purge_keeps_all_of_fewer_snapshots(self, store: Store) -> None:
         self._log_and_snapshots(store)
         store.purge(5)
         assert store.describe().snapshot_zxids == (10, 20, 30, 40)
-        assert list(store.read_from(0)) == txns(*range(11, 51))
+        self._assert_log_after(store, 10)
 
     def test_purge_without_snapshots_keeps_the_log(self, store: Store) -> None:
         store.append(txns(1, 2, 3))
@@ -368,7 +383,7 @@ class StoreSuite:
         store.purge(1)
         store = stores.reopen(store)
         assert store.describe().snapshot_zxids == (40,)
-        assert list(store.read_from(0)) == txns(*range(41, 51))
+        self._assert_log_after(store, 40)
         assert store.last_zxid() == 50
 
     # -- metadata -----------------------------------------------------------------------------
@@ -420,6 +435,8 @@ class StoreSuite:
     def test_refuses_a_zookeeper_data_dir(self, stores: Stores, tmp_path: Path) -> None:
         if not self.owns_data_dir:
             pytest.skip("the backend keeps no files under dataDir (owns_data_dir = False)")
+        if self.keeps_zookeeper_files:
+            pytest.skip("ZooKeeper's version-2/ is this store's own (keeps_zookeeper_files)")
         data_dir = tmp_path / "zk"
         (data_dir / "version-2").mkdir(parents=True)
         (data_dir / "version-2" / "log.100000001").write_bytes(b"ZKLG")
@@ -430,3 +447,16 @@ class StoreSuite:
         assert os.listdir(data_dir) == ["version-2"]
         assert os.listdir(data_dir / "version-2") == ["log.100000001"]
         assert (data_dir / "version-2" / "log.100000001").read_bytes() == b"ZKLG"
+
+    def test_refuses_another_stores_data_dir(self, stores: Stores, tmp_path: Path) -> None:
+        if not self.owns_data_dir:
+            pytest.skip("the backend keeps no files under dataDir (owns_data_dir = False)")
+        data_dir = tmp_path / "other"
+        (data_dir / "elsewhere").mkdir(parents=True)
+        (data_dir / "elsewhere" / "STORE").write_text("elsewhere\n")
+        with pytest.raises(StoreError) as raised:
+            stores.open(data_dir)
+        message = str(raised.value)
+        assert "elsewhere" in message and "\n" not in message
+        assert os.listdir(data_dir) == ["elsewhere"]
+        assert os.listdir(data_dir / "elsewhere") == ["STORE"]
