@@ -81,6 +81,7 @@ class ZKServer:
         self.started_ms = self.now_ms()
         self.stats = ServerStats(reactor.seconds)  # core.ops: 4lw, AdminServer, metrics
         self.snapshotter = Snapshotter(self)
+        self.store_open = False
         self.reads: dict[int, tuple[Any, Callable[[ServerConnection, Any], bytes]]] = {
             OpCode.exists: (PathWatchRequest, self.exists),
             OpCode.getData: (PathWatchRequest, self.get_data),
@@ -103,15 +104,23 @@ class ZKServer:
 
     @inlineCallbacks
     def start(self) -> Any:
-        """Open the store, rebuild the tree and sessions from it, start the consensus."""
+        """Open the store (unless `open_store` did), rebuild the tree and sessions from it,
+        start the consensus."""
         self.storage.start()
-        yield self.storage.run(self.store.open)
+        if not self.store_open:
+            yield self.storage.run(self.open_store)
         had_snapshot = yield self.recover()
         if not had_snapshot and not self.tree.last_zxid:
             yield self.snapshotter.take()  # an empty data directory gets snapshot.0, as ZooKeeper's
         yield self.consensus.start()
         self.snapshotter.start()
         self.pm.hook.zk_server_started(server=self)
+
+    def open_store(self) -> None:
+        """Open the store: blocking; twistd calls it before the reactor runs, so that a store
+        that cannot open stops start-up with one line (StoreError) and a non-zero status."""
+        self.store.open()
+        self.store_open = True
 
     @inlineCallbacks
     def recover(self) -> Any:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from typing import Any
 
 from twisted.application.service import MultiService, Service
@@ -41,7 +44,10 @@ class ZKService(Service):
                  addr=cfg.client_port_address, port=cfg.client_port, storage=cfg.storage, consensus=cfg.consensus)
 
     def _failed(self, failure: Any, reactor: Any) -> None:
+        """Start-up failed after the reactor began (recovery, the client port): one line, stop,
+        and leave with status 1 once everything has shut down."""
         log.critical("start-up failed: {err}", err=failure.getErrorMessage())
+        reactor.addSystemEventTrigger("after", "shutdown", _exit_failed)
         reactor.stop()
 
     def stopService(self) -> Deferred[None] | None:
@@ -51,11 +57,20 @@ class ZKService(Service):
         return self.server.stop()
 
 
+def _exit_failed() -> None:
+    """Leave with status 1 (twistd itself has no way to set one); flush the log first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
 def build_service(config: Config, reactor: Any = None) -> MultiService:
-    """The whole server as a twistd service. Backends are picked here, so a misnamed one
-    stops start-up with one line (ConfigError) before anything is opened."""
+    """The whole server as a twistd service. Backends are picked and the store is opened here,
+    before the reactor runs, so a misnamed backend (ConfigError) or a store that cannot open
+    (StoreError) stops start-up with one line."""
     top = MultiService()
     server = ZKServer(config, reactor)
+    server.open_store()
     ZKService(server).setServiceParent(top)
     for child in ops_services(server):  # AdminServer, Prometheus metrics
         child.setServiceParent(top)
