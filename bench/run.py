@@ -24,7 +24,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -35,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import loadgen as lg  # noqa: E402
+import loadgen as lg  # noqa: E402  (puts the repo on sys.path)
+from core.testing.net import four_letter_word as four_letter, free_port  # noqa: E402
 
 REPO_ROOT = lg.REPO_ROOT
 RESULTS = Path(__file__).resolve().parent / "results"
 ZK_JAR = "/usr/share/java/zookeeper.jar"
 SLF4J_JAR = "/usr/share/java/slf4j-simple.jar"
-FORBIDDEN_PORTS = {2181, 8080, 7000}
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 20.0
 
@@ -62,31 +61,6 @@ DESCRIPTIONS = {
 
 
 # -- servers --------------------------------------------------------------------------------
-
-
-def free_port(host: str) -> int:
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in FORBIDDEN_PORTS:
-            return port
-    raise RuntimeError(f"no free port on {host}")
-
-
-def four_letter(host: str, port: int, word: str, timeout: float = 2.0) -> str:
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(word.encode())
-        chunks = []
-        for _ in range(1000):
-            try:
-                b = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not b:
-                break
-            chunks.append(b)
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 class Server:

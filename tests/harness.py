@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from core.testing.net import four_letter_word as four_letter, free_port
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,6 @@ OUR_DROPIN = REPO_ROOT / "twisted" / "plugins" / "zkserver_plugin.py"
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
-FORBIDDEN_PORTS = {2181, 8080, 7000}
 
 
 def in_ci() -> bool:
@@ -64,32 +63,6 @@ def require_ours() -> None:
     """Our server's twistd dropin must exist (it is being written; skip until then, fail in CI)."""
     if not OUR_DROPIN.exists():
         _missing(f"our server is not there yet ({OUR_DROPIN.relative_to(REPO_ROOT)} is missing)")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on at `host` right now (the kernel's pick), never a well-known one."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in FORBIDDEN_PORTS:
-            return port
-
-
-def four_letter(host: str, port: int, word: str, timeout: float = 5.0) -> str:
-    """Send a four-letter word on a fresh connection; the server's text answer ('' if none)."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(word.encode("ascii"))
-        chunks = []
-        while True:
-            try:
-                b = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not b:
-                break
-            chunks.append(b)
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 class ZKServer:

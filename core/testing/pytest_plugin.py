@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +41,8 @@ from pathlib import Path
 
 import pytest
 
+from core.testing.net import four_letter_word, free_port
+
 pytest.register_assert_rewrite("core.testing.store_suite", "core.testing.auth_suite")
 
 #: Seconds a server may take to answer ``ruok`` after it is started.
@@ -49,35 +50,8 @@ START_TIMEOUT = 30.0
 #: Seconds a server may take to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 10.0
 #: Ports never used for a test server (ZooKeeper's client, AdminServer and metrics defaults).
-WELL_KNOWN_PORTS = frozenset({2181, 8080, 7000})
 
 _TWISTD = "from twisted.scripts.twistd import run; run()"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port on `host` that nobody listens on now (the kernel's pick), never a well-known one."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port: int = s.getsockname()[1]
-        if port not in WELL_KNOWN_PORTS:
-            return port
-
-
-def four_letter_word(host: str, port: int, word: str, timeout: float = 5.0) -> str:
-    """Send a four-letter word (``ruok``, ``srvr``, ``mntr``...) and return the text answer."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(word.encode("ascii"))
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 class ZKServerProcess:
