@@ -345,17 +345,23 @@ def has_quorum(acks: Iterable[int], voting: frozenset[int]) -> bool:
     return len(voting.intersection(acks)) * 2 > len(voting)
 
 
+def bracketed(host: str) -> str:
+    """An IPv6 literal in brackets, as ZooKeeper writes hosts in addresses and config text."""
+    return f"[{host}]" if ":" in host else host
+
+
 def config_text(servers: Mapping[int, Any], version: int = 0) -> bytes:
-    """The leader's config as NEWLEADER carries it (QuorumMaj.toString, quorum.md 1.2)."""
+    """The static config as ZooKeeper 3.8 writes it in notifications and NEWLEADER
+    (QuorumMaj.toString): ``server.N=host:quorumPort:electionPort:role[;clientHost:clientPort]``
+    lines, each ended by a newline, then ``version=<hex>`` (0 while reconfig is off), UTF-8."""
     lines = []
     for sid in sorted(servers):
         s = servers[sid]
-        line = f"server.{sid}={s.host}:{s.quorum_port}:{s.election_port}:{s.role}"
+        line = f"server.{sid}={bracketed(s.host)}:{s.quorum_port}:{s.election_port}:{s.role}"
         if s.client_port is not None:
-            line += f";{s.client_host or '0.0.0.0'}:{s.client_port}"
-        lines.append(line)
-    lines.append(f"version={version:x}")
-    return "\n".join(lines).encode()
+            line += f";{bracketed(s.client_host or '0.0.0.0')}:{s.client_port}"
+        lines.append(line + "\n")
+    return ("".join(lines) + f"version={version:x}").encode()
 
 
 class CommittedLog:

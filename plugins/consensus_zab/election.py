@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 
 from core.config import Config, ServerSpec
 from core.jute import JuteError
+from plugins.consensus_zab.common import bracketed, config_text
 from plugins.consensus_zab.packets import (
     MAX_ELECTION_FRAME, PROTOCOL_VERSION_V1, InitialMessage, Notification, ServerState,
 )
@@ -72,28 +73,11 @@ def beats(new: Vote, current: Vote) -> bool:
     return (new.peer_epoch, new.zxid, new.leader) > (current.peer_epoch, current.zxid, current.leader)
 
 
-def _bracketed(host: str) -> str:
-    """An IPv6 literal in brackets, as ZooKeeper writes hosts in addresses and config text."""
-    return f"[{host}]" if ":" in host else host
-
-
 def election_address(spec: ServerSpec) -> str:
     """The ``host:port`` an InitialMessage carries for `spec` (NetUtils.formatInetAddr)."""
-    return f"{_bracketed(spec.host)}:{spec.election_port}"
+    return f"{bracketed(spec.host)}:{spec.election_port}"
 
 
-def config_text(servers: Mapping[int, ServerSpec]) -> bytes:
-    """The static config as ZooKeeper 3.8 puts it in a notification (QuorumMaj.toString):
-    ``server.N=host:quorumPort:electionPort:role[;clientHost:clientPort]`` lines, each ended by
-    a newline, then ``version=0`` (reconfig is off, so the version is 0), UTF-8."""
-    lines = []
-    for sid in sorted(servers):
-        s = servers[sid]
-        line = f"server.{sid}={_bracketed(s.host)}:{s.quorum_port}:{s.election_port}:{s.role}"
-        if s.client_port is not None:
-            line += f";{_bracketed(s.client_host or '0.0.0.0')}:{s.client_port}"
-        lines.append(line + "\n")
-    return ("".join(lines) + "version=0").encode()
 
 
 def _parse_address(text: str) -> tuple[str, int] | None:
