@@ -38,6 +38,14 @@ _ZERO_PASSWD = bytes(16)
 Read = Callable[[], bytes]
 
 
+def no_delay(transport: Any) -> None:
+    """Send small packets at once (TCP_NODELAY), as ZooKeeper does on client and quorum
+    sockets: replies, PROPOSAL/COMMIT and ACKs must not wait for Nagle's algorithm."""
+    setter = getattr(transport, "setTcpNoDelay", None)
+    if setter is not None:
+        setter(True)
+
+
 class Slot:
     """A reply owed to the client, in request order: ready bytes, or a read to run later."""
 
@@ -72,6 +80,8 @@ class ServerConnection(Protocol):
         self.handshaken = False
         self.closing = False
         self.wants_read_only_byte = False
+        self.client_read_only = False  # the client allows a read-only server
+        self.read_only = False  # a session of this server in read-only mode
         self.timeout = 0
         self.sasl: Any = None
         self.packets_received = 0
@@ -83,6 +93,7 @@ class ServerConnection(Protocol):
     # -- Twisted --------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         peer = self.transport.getPeer()
         host = getattr(peer, "host", "")
         self.peer = PeerInfo(host, getattr(peer, "port", 0))
@@ -178,13 +189,15 @@ class ServerConnection(Protocol):
     def handshake(self, frame: bytes) -> None:
         req, off = ConnectRequest.decode(frame, 0)
         self.wants_read_only_byte = len(frame) > off
+        self.client_read_only = self.wants_read_only_byte and frame[off] != 0  # ConnectRequest.readOnly
         self.server.connect(self, req)
 
-    def connect_response(self, timeout: int, session_id: int, passwd: bytes) -> None:
-        """Answer the handshake (protocolVersion 0), with the readOnly byte if the client sent one."""
+    def connect_response(self, timeout: int, session_id: int, passwd: bytes, read_only: bool = False) -> None:
+        """Answer the handshake (protocolVersion 0), with the readOnly byte if the client sent one
+        (true from a read-only server)."""
         body = ConnectResponse.encode(ConnectResponse(0, timeout, session_id, passwd))
         if self.wants_read_only_byte:
-            body += b"\x00"
+            body += b"\x01" if read_only else b"\x00"
         self.send(_LEN.pack(len(body)) + body)
 
     def refuse_session(self) -> None:

@@ -21,7 +21,7 @@ from core.acl import AccessControl
 from core.config import Config
 from core.connection import ServerConnection, Slot, reply_frame
 from core.errors import Code, ZKError
-from core.interfaces import Request, WatchEvent
+from core.interfaces import Request, StoreError, WatchEvent
 from core.jute import INT
 from core.opcodes import AddWatchMode, EventType, KeeperState, OpCode, Perm
 from core.ops import fourletter
@@ -137,6 +137,12 @@ class ZKServer:
         txns = yield self.storage.run(lambda: list(self.store.read_from(self.tree.last_zxid)))
         for _, payload in txns:
             self.replay(decode_txn(payload))
+        last_logged = yield self.storage.run(self.store.last_zxid)
+        if last_logged > self.tree.last_zxid:  # read_from stopped early: a corrupt record
+            info = yield self.storage.run(self.store.describe)
+            raise StoreError(f"{info.location}: the log goes on to zxid 0x{last_logged:x} but "
+                             f"cannot be read past 0x{self.tree.last_zxid:x} (a corrupt record); "
+                             "not starting without the txns after it")
         if txns:
             log.info("recovered {n} txns up to zxid 0x{z:x}", n=len(txns), z=self.tree.last_zxid)
         return snapshot is not None
@@ -211,7 +217,7 @@ class ZKServer:
             if getattr(self.consensus, "role", None) == "read-only" and getattr(conn, "client_read_only", False):
                 self._connect_read_only(conn, req)
                 return
-            conn.drop("not serving: no quorum")
+            conn.drop("not serving (no quorum, or the log cannot be written)")
             return
         cfg = self.config
         timeout = min(max(req.timeOut, cfg.min_session_timeout), cfg.max_session_timeout)

@@ -66,7 +66,7 @@ def answer(server: ZKServer, word: str, conn: ServerConnection | None = None) ->
         conn.packets_received += 1
     if not server.config.four_letter_word_enabled(word):
         text = f"{word} is not executed because it is not in the whitelist.\n"
-    elif word in _NEEDS_SERVING and not server.consensus.is_serving():
+    elif word in _NEEDS_SERVING and not server.consensus.is_serving() and not read_only(server):
         text = NOT_SERVING
     elif word == "stmk":
         text = _set_trace_mask(server, conn)
@@ -100,7 +100,7 @@ def hex_id(sid: int) -> str:
 
 def clients(server: ZKServer) -> list[ServerConnection]:
     """Every connection, the one asking included, oldest first."""
-    return sorted(server.all_connections, key=lambda c: c.cstats.established)
+    return list(server.all_connections)  # in the order they opened
 
 
 def outstanding(server: ZKServer) -> int:
@@ -219,7 +219,7 @@ def monitor_values(server: ZKServer) -> dict[str, Any]:
     """`mntr` / `monitor`, without the ``zk_`` prefix, in ZooKeeper 3.8's order."""
     s = server.stats
     sessions = len(server.sessions.sessions)
-    return {
+    values = {
         "version": FULL_VERSION,
         "server_state": mode(server),
         "ephemerals_count": ephemerals_count(server),
@@ -250,6 +250,46 @@ def monitor_values(server: ZKServer) -> dict[str, Any]:
         "bytes_received_count": s.bytes_received,
         "response_bytes": s.response_bytes,
     }
+    return _with_ensemble_values(server, values)
+
+
+_PEER_STATES = {"leader": "leading", "follower": "following", "observer": "observing", "looking": "looking",
+                "read-only": "looking"}
+
+
+def _with_ensemble_values(server: ZKServer, values: dict[str, Any]) -> dict[str, Any]:
+    """An ensemble member's extra `mntr` keys, read from the consensus (ZooKeeper 3.8 names):
+    zk_peer_state after zk_server_state ("following - broadcast"), zk_quorum_size (voters), and
+    on the leader zk_learners, zk_synced_followers, zk_synced_non_voting_followers,
+    zk_synced_observers, zk_pending_syncs, zk_leader_uptime and the proposal sizes. Standalone:
+    nothing added. (Java prints them in hash order; ours keep the standalone order first.)"""
+    consensus = server.consensus
+    role = mode(server)
+    if role == "standalone" or not hasattr(consensus, "voting"):
+        return values
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out[key] = value
+        if key == "server_state":
+            zab = str(getattr(consensus, "zab_state", "broadcast")).lower()
+            out["peer_state"] = f"{_PEER_STATES.get(role, role)} - {zab}"
+    out["quorum_size"] = len(consensus.voting)
+    leader = getattr(consensus, "active", None)
+    if role == "leader" and leader is not None and hasattr(leader, "handlers"):
+        handlers = [h for h in leader.handlers if h.state == "serving"]
+        voting = consensus.voting
+        out["learners"] = len(leader.handlers)
+        out["synced_followers"] = sum(1 for h in handlers if not h.observer and h.sid in voting)
+        out["synced_non_voting_followers"] = sum(1 for h in handlers if not h.observer and h.sid not in voting)
+        out["synced_observers"] = sum(1 for h in handlers if h.observer)
+        out["pending_syncs"] = len(getattr(leader, "syncs", ()))
+        started = getattr(leader, "established_ms", None)
+        out["leader_uptime"] = server.now_ms() - started if started is not None else 0
+        last, smallest, largest = getattr(leader, "proposal_sizes", (-1, -1, -1))
+        out["last_proposal_size"] = last
+        out["max_proposal_size"] = largest
+        out["min_proposal_size"] = smallest
+    return out
 
 
 def _memory_mb() -> tuple[int, int, int]:

@@ -286,11 +286,13 @@ class QuorumStream(Protocol):
 
 
 class GroupLog:
-    """Group commit of txns to the store: entries queued while a write is in flight go to the
-    store together in the next append (one sync). `on_durable(zxids)` runs on the reactor after
-    each batch, in order. `reset()` drops what is queued but not yet handed to the store."""
+    """Group commit of txns to the store: the txns of one reactor turn, and those queued while
+    a write is in flight, go to the store together in one append (one sync), on the storage
+    thread. `on_durable(zxid)` runs on the reactor after each batch, in order. `reset()` drops
+    what is queued but not yet handed to the store."""
 
-    def __init__(self, storage: Any, store: Any, on_error: Callable[[Failure], None]) -> None:
+    def __init__(self, reactor: Any, storage: Any, store: Any, on_error: Callable[[Failure], None]) -> None:
+        self.reactor = reactor
         self.storage = storage
         self.store = store
         self.on_error = on_error
@@ -302,15 +304,16 @@ class GroupLog:
     def append(self, zxid: int, payload: bytes, on_durable: Callable[[int], None]) -> None:
         self.queue.append((zxid, payload, on_durable))
         if not self.writing:
-            self._write()
+            self.writing = True
+            self.reactor.callLater(0, self._write)  # gather the rest of this reactor turn
 
     def _write(self) -> None:
         batch, self.queue = self.queue, []
-        self.writing = True
+        if not batch:  # reset() emptied the queue meanwhile
+            self.writing = False
+            return
         generation = self.generation
-        # a lone txn on an idle storage thread is appended right away (StorageThread.run_small)
-        run = getattr(self.storage, "run_small", self.storage.run) if len(batch) == 1 else self.storage.run
-        d: Deferred[None] = run(self.store.append, [(z, p) for z, p, _ in batch])
+        d: Deferred[None] = self.storage.run(self.store.append, [(z, p) for z, p, _ in batch])
         d.addCallbacks(lambda _: self._done(batch, generation), self._failed)
 
     def _done(self, batch: Sequence[tuple[int, bytes, Callable[[int], None]]], generation: int) -> None:

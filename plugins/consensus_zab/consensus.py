@@ -57,7 +57,7 @@ class ZabConsensus:
         self.accepted_epoch = 0
         self.current_epoch = 0
         self.committed = CommittedLog(int(config.raw.get("commitLogCount", COMMIT_LOG_COUNT)))
-        self.log = GroupLog(server.storage, store, self._store_failed)
+        self.log = GroupLog(server.reactor, server.storage, store, self._store_failed)
         self.election_factory = election_factory or _default_election
         self.election: Any = None
         self.active: Any = None  # the Leader or Learner of the current role
@@ -175,16 +175,22 @@ class ZabConsensus:
         self.role = "looking"
         self.zab_state = "election"
         self.leader_id = None
+        read_only = None
+        if getattr(self.config, "readonly_mode", False) and not self.observer:
+            # QuorumPeer: while LOOKING, a ReadOnlyZooKeeperServer starts after max(2 s, tickTime)
+            read_only = self.reactor.callLater(max(2.0, self.config.tick_time / 1000.0), self._read_only)
         try:
             yield self._catch_up()
             vote = yield self.election.look(self.last_zxid(), self.current_epoch)
         except Exception as e:  # noqa: BLE001 - an election that failed is retried
             self.looking = False
+            self._leave_read_only(read_only)
             if self.running and not self.broken:
                 log.warn("election failed ({err}); retrying", err=str(e) or type(e).__name__)
                 self.reactor.callLater(RETRY_LOOK_SECONDS, self.look)
             return
         self.looking = False
+        self._leave_read_only(read_only)
         if not self.running:
             return
         self.vote = vote
@@ -207,6 +213,20 @@ class ZabConsensus:
             if active is not None:
                 active.stop()
             self.reactor.callLater(RETRY_LOOK_SECONDS, self.look)
+
+    def _read_only(self) -> None:
+        """readonlymode.enabled: still LOOKING, serve reads to read-only clients."""
+        if self.running and self.looking and self.active is None and not self.broken:
+            log.info("no quorum yet: serving read-only clients")
+            self.role = "read-only"
+
+    def _leave_read_only(self, timer: Any) -> None:
+        """The election is over: the read-only server shuts down (its clients reconnect)."""
+        if timer is not None and timer.active():
+            timer.cancel()
+        if self.role == "read-only":
+            log.info("leaving read-only mode")
+            self._stop_serving()
 
     @inlineCallbacks
     def _catch_up(self) -> Any:

@@ -34,6 +34,7 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol, connecti
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from core.connection import no_delay
 from core.config import Config, ServerSpec
 from core.jute import JuteError
 from plugins.consensus_zab.common import bracketed, config_text
@@ -136,6 +137,7 @@ class ElectionProtocol(Protocol):
     # -- Twisted callbacks -----------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         if self.outgoing:
             self.election._outgoing_made(self)
         else:

@@ -35,6 +35,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from core.connection import no_delay
 from core import containers
 from core.interfaces import Request
 from core.jute import INT
@@ -91,6 +92,33 @@ def choose_sync(peer_last: int, last_processed: int, committed: Sequence[tuple[i
         if plan is not None:
             return plan
     return SyncPlan(SNAP, last_processed, [], last_processed)
+
+
+DEFAULT_SNAPSHOT_SIZE_FACTOR = 0.33  # zookeeper.snapshotSizeFactor
+
+
+def with_disk_log(peer_last: int, disk: Sequence[tuple[int, bytes]] | None,
+                  committed: Sequence[tuple[int, bytes]]) -> list[tuple[int, bytes]] | None:
+    """quorum.md 2.4 case 4: the txns read from the on-disk log from `peer_last` on (`disk`,
+    None when over the size limit) joined with the committed log, for the same walk; None when
+    they cannot serve (nothing read, the first txn read is not the peer's last one, or a gap
+    between the two: then SNAP)."""
+    if not disk:
+        return None
+    if disk[0][0] != peer_last and not (is_new_epoch_zxid(peer_last) and disk[0][0] > peer_last
+                                        and epoch_of(disk[0][0]) == epoch_of(peer_last)):
+        return None
+    last = disk[-1][0]
+    if committed and committed[0][0] > last:
+        return None  # txns may be missing between what was read and the committed log
+    return list(disk) + [(z, p) for z, p in committed if z > last]
+
+
+def sync_from_log(peer_last: int, last_processed: int, merged: Sequence[tuple[int, bytes]]) -> SyncPlan:
+    """Case 4's decision: the walk over the on-disk log joined with the committed log
+    (`with_disk_log`), else SNAP."""
+    plan = _walk(peer_last, merged, merged[-1][0]) if merged else None
+    return plan if plan is not None else SyncPlan(SNAP, last_processed, [], last_processed)
 
 
 def _walk(peer_last: int, committed: Sequence[tuple[int, bytes]], max_log: int) -> SyncPlan | None:
@@ -174,6 +202,8 @@ class Leader:
         self.container_check = LoopingCall(self.check_containers)
         self.container_check.clock = self.reactor
         self.config_bytes = config_text(cfg.servers)
+        self.established_ms: int | None = None  # for mntr's zk_leader_uptime
+        self.proposal_sizes = (-1, -1, -1)  # last, min, max PROPOSAL packet bytes (mntr)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -295,12 +325,70 @@ class Leader:
 
     def sync(self, h: LearnerHandler) -> None:
         """Send the learner what it lacks, then forward it every later proposal, then
-        NEWLEADER (LearnerHandler.syncFollower + Leader.startForwarding)."""
+        NEWLEADER (LearnerHandler.syncFollower + Leader.startForwarding). A learner behind
+        the committed log is first offered the on-disk log (quorum.md 2.4 case 4)."""
         assert self.epoch is not None
-        plan = choose_sync(h.peer_last, self.last_processed(), self.zab.committed.entries)
-        log.info("synchronizing {kind} sid {sid}: {how} 0x{zxid:x} (its last zxid 0x{peer:x}), {n} txns",
+        committed = self.zab.committed.entries
+        plan = choose_sync(h.peer_last, self.last_processed(), committed)
+        if plan.kind == SNAP and not h.log_read and self._may_read_log(h.peer_last):
+            self._sync_from_disk(h)
+            return
+        self._send_sync(h, plan, "")
+
+    def _may_read_log(self, peer_last: int) -> bool:
+        factor = float(self.config.raw.get("snapshotSizeFactor", DEFAULT_SNAPSHOT_SIZE_FACTOR))
+        committed = self.zab.committed.entries
+        low = committed[0][0] if committed else self.server.tree.last_zxid
+        return factor >= 0 and 0 < peer_last < low
+
+    def _sync_from_disk(self, h: LearnerHandler) -> None:
+        """Read the logged txns from the learner's last zxid up to what this leader applied
+        (all committed), at most snapshotSizeFactor x the snapshot's size of them, on the
+        storage thread; then decide again with them (in one reactor turn, as `sync`)."""
+        h.log_read = True
+        h.state = "reading_log"
+        store = self.zab.store
+        peer_last = h.peer_last
+        upto = self.server.tree.last_zxid
+        factor = float(self.config.raw.get("snapshotSizeFactor", DEFAULT_SNAPSHOT_SIZE_FACTOR))
+        tree_bytes = sum(len(path) + len(node.data or b"") + 60 for path, node in self.server.tree.nodes.items())
+
+        def read() -> list[tuple[int, bytes]] | None:
+            info = store.describe()
+            newest = (info.snapshot_bytes // len(info.snapshot_zxids)) if info.snapshot_zxids else 0
+            limit = factor * max(newest, tree_bytes)
+            if info.first_zxid is None or info.first_zxid > peer_last and not is_new_epoch_zxid(peer_last):
+                return None
+            out: list[tuple[int, bytes]] = []
+            size = 0
+            for zxid, payload in store.read_from(max(peer_last - 1, 0)):
+                if zxid > upto:
+                    break
+                out.append((zxid, payload))
+                size += len(payload) + 21  # + the log entry's checksum, length and 'B'
+                if size > limit:
+                    return None
+            return out
+
+        def decided(disk: list[tuple[int, bytes]] | None) -> None:
+            if self.stopped or h.closed or h.state != "reading_log":
+                return
+            h.state = "wait_sync"
+            merged = with_disk_log(peer_last, disk, self.zab.committed.entries)
+            if merged is None:
+                self.sync(h)  # the in-memory choice again (log_read is set): SNAP
+                return
+            self._send_sync(h, sync_from_log(peer_last, self.last_processed(), merged), " (from the on-disk log)")
+
+        d = self.server.storage.run(read)
+        d.addCallbacks(decided, lambda f: (log.info("reading the log for sid {sid}: {err}", sid=h.sid,
+                                                    err=f.getErrorMessage()), decided(None)))
+
+    def _send_sync(self, h: LearnerHandler, plan: SyncPlan, source: str) -> None:
+        assert self.epoch is not None
+        log.info("synchronizing {kind} sid {sid}: {how} 0x{zxid:x} (its last zxid 0x{peer:x}), {n} txns{source}",
                  kind=h.kind, sid=h.sid, how=PacketType(plan.kind).name, zxid=plan.zxid, peer=h.peer_last,
-                 n=len(plan.txns))
+                 n=len(plan.txns), source=source)
         h.send(plan.kind, plan.zxid)
         if plan.kind == SNAP:
             tree = self.server.tree
@@ -347,6 +435,7 @@ class Leader:
             session.closing = False
             server.sessions.touch(session.session_id, now)
         self.serving = True
+        self.established_ms = server.now_ms()
         self.zab.serving_as(self, "leader", self.epoch)
         for h in list(self.handlers):
             if h.state == "acked":
@@ -379,6 +468,9 @@ class Leader:
             return
         payload = encode_txn(txn)
         self.last_proposed = zxid
+        size = len(payload) + 20  # the PROPOSAL QuorumPacket's bytes
+        _, smallest, largest = self.proposal_sizes
+        self.proposal_sizes = (size, size if smallest < 0 else min(smallest, size), max(largest, size))
         self.outstanding[zxid] = Proposal(txn, payload)
         for h in self.handlers:
             if h.forwarding and not h.observer:
@@ -529,6 +621,7 @@ class LearnerHandler(QuorumStream):
         self.state = "info"
         self.peer_last = 0
         self.forwarding = False
+        self.log_read = False  # the on-disk log was already tried for this learner's sync
         self.deadline = 0
         self.unacked: deque[tuple[int, int]] = deque()  # (zxid, sent at ms)
 
@@ -537,6 +630,7 @@ class LearnerHandler(QuorumStream):
         return "observer" if self.observer else "follower"
 
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         leader = self.leader
         if leader.stopped:
             assert self.transport is not None
@@ -555,7 +649,9 @@ class LearnerHandler(QuorumStream):
     def refuse(self, why: str) -> None:
         """Drop this learner, with one log line."""
         if not self.closed:
-            log.info("dropping {kind} sid {sid}: {why}", kind=self.kind, sid=self.sid, why=why)
+            peer = self.transport.getPeer() if self.transport is not None else None
+            log.info("dropping {kind} sid {sid} at {host}:{port}: {why}", kind=self.kind, sid=self.sid,
+                     host=getattr(peer, "host", "?"), port=getattr(peer, "port", "?"), why=why)
             self.close()
 
     # -- output -------------------------------------------------------------------------------
@@ -642,7 +738,9 @@ class LearnerHandler(QuorumStream):
             self.refuse("it claims the leader's own server id")
             return
         if spec is None:
-            log.info("learner sid {sid} is not in our configuration", sid=sid)
+            peer = self.transport.getPeer() if self.transport is not None else None
+            log.info("learner sid {sid} at {host}:{port} is not in our configuration", sid=sid,
+                     host=getattr(peer, "host", "?"), port=getattr(peer, "port", "?"))
         for other in list(leader.handlers):
             if other is not self and other.sid == sid:
                 other.refuse("the same server connected again")

@@ -32,6 +32,7 @@ from twisted.internet.protocol import ClientFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from core.connection import no_delay
 from core.interfaces import Request
 from core.jute import INT
 from core.opcodes import OpCode
@@ -433,6 +434,7 @@ class LearnerConnection(QuorumStream):
         self.limit_ms = learner.init_ms
 
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         self.learner.connected(self)
 
     def arm(self, limit_ms: int) -> None:

@@ -81,6 +81,9 @@ class Member:
         e = self.ensemble
         lines = [
             f"tickTime={e.tick}", "initLimit=10", "syncLimit=5",
+            # an isolated member retries its election with a backoff that doubles up to this cap
+            # (ZooKeeper's default is 60 s): after a heal it rejoins within the cap
+            "fastleader.maxNotificationInterval=2000",
             f"dataDir={self.data_dir}", f"clientPort={self.client_port}", f"clientPortAddress={self.host}",
             "admin.enableServer=false", "4lw.commands.whitelist=*", f"storage={e.storage}",
         ]
