@@ -308,6 +308,9 @@ class Prep:
         raise ZKError(Code.RECONFIGDISABLED)
 
     def _create_session(self, t: int, rec: Any, request: Request, zxid: int) -> Any:
+        """The session is tracked from here on, as PrepRequestProcessor does, so requests
+        ordered behind its createSession are valid before it commits."""
+        self.sessions.add(request.session_id, rec.timeOut, self.now_ms())
         return rec
 
     def _close_session(self, t: int, rec: Any, request: Request, zxid: int) -> CloseSessionTxn:
