@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from tests.ensemble.conftest import Ensemble, java_available  # noqa: E402
 
 
-def loadgen(member: Any, workload: str, duration: float) -> float:
+def loadgen(member: Any, workload: str, duration: float) -> dict[str, Any]:
+    """bench/loadgen.py's JSON result for one workload on one member."""
     out = subprocess.run(
         [sys.executable, str(REPO / "bench" / "loadgen.py"), member.hosts, "--workload", workload,
          "--duration", str(duration), "--procs", "1", "--sessions", "4", "--window", "100",
@@ -42,7 +43,7 @@ def loadgen(member: Any, workload: str, duration: float) -> float:
     r = json.loads(out.stdout)
     if r.get("errors"):
         print(f"  ({workload} errors: {r['errors']})", file=sys.stderr)
-    return float(r["ops_per_s"])
+    return dict(r)
 
 
 def failover(e: Ensemble, timeout: float = 90.0) -> float:
@@ -79,10 +80,14 @@ def measure(kind: str, store: str, tick: int, duration: float) -> dict[str, floa
         e.start(timeout=90)
         follower = e.followers()[0]
         res = {
-            "set_follower": loadgen(follower, "set", duration),
-            "get_follower": loadgen(follower, "get", duration),
-            "set_leader": loadgen(e.leader(), "set", duration),
+            "set_follower": float(loadgen(follower, "set", duration)["ops_per_s"]),
+            "get_follower": float(loadgen(follower, "get", duration)["ops_per_s"]),
+            "set_leader": float(loadgen(e.leader(), "set", duration)["ops_per_s"]),
         }
+        for op in ("set", "get"):  # one request in flight, through a follower
+            lat = loadgen(follower, f"lat-{op}", duration)
+            res[f"{op}_p50_us"] = float(lat["p50_us"])
+            res[f"{op}_p99_us"] = float(lat["p99_us"])
         res["failover_s"] = failover(e)
         return res
     finally:
@@ -108,6 +113,10 @@ def main() -> None:
     rows = [("set via a follower (ops/s)", "set_follower", "{:,.0f}"),
             ("get on a follower (ops/s)", "get_follower", "{:,.0f}"),
             ("set on the leader (ops/s)", "set_leader", "{:,.0f}"),
+            ("set via a follower, 1 in flight: p50 (µs)", "set_p50_us", "{:,.0f}"),
+            ("set via a follower, 1 in flight: p99 (µs)", "set_p99_us", "{:,.0f}"),
+            ("get on a follower, 1 in flight: p50 (µs)", "get_p50_us", "{:,.0f}"),
+            ("get on a follower, 1 in flight: p99 (µs)", "get_p99_us", "{:,.0f}"),
             ("leader failover: kill -9 to first write (s)", "failover_s", "{:.2f}")]
     print(f"3-member ensembles on 127.0.0.x, ours storage={a.store}, tickTime={a.tick} ms, "
           f"initLimit=10, syncLimit=5, {a.duration:g} s per load run, {a.rounds} round(s), medians\n")
