@@ -380,9 +380,12 @@ class Leader:
                 return
             self._send_sync(h, sync_from_log(peer_last, self.last_processed(), merged), " (from the on-disk log)")
 
+        def unreadable(failure: Failure) -> None:
+            log.info("reading the log for sid {sid}: {err}", sid=h.sid, err=failure.getErrorMessage())
+            decided(None)
+
         d = self.server.storage.run(read)
-        d.addCallbacks(decided, lambda f: (log.info("reading the log for sid {sid}: {err}", sid=h.sid,
-                                                    err=f.getErrorMessage()), decided(None)))
+        d.addCallbacks(decided, unreadable)
 
     def _send_sync(self, h: LearnerHandler, plan: SyncPlan, source: str) -> None:
         assert self.epoch is not None

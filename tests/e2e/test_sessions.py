@@ -22,7 +22,7 @@ from kazoo.protocol.states import EventType as KEventType, KazooState
 from core.errors import Code
 from core.opcodes import EventType, OpCode
 from core.records import (
-    AuthPacket, CreateRequest, PathWatchRequest, SetDataRequest, SetWatches, StatResponse,
+    AuthPacket, CreateRequest, PathWatchRequest, SetWatches, StatResponse,
 )
 from harness import SERVER_KINDS
 from wire import AUTH_XID, OPEN_ACL_UNSAFE, SET_WATCHES_XID, ConnectionClosed, WireClient

@@ -21,7 +21,6 @@ import pytest
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 
 from core.interfaces import Store, StoreError, StoreInfo
-from core.records import TxnHeader
 from core.snapshot import deserialize, serialize
 from core.testing.store_suite import MakeStore, StoreSuite, StubConfig
 from core.tree import DataTree

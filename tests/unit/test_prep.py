@@ -248,7 +248,7 @@ def test_pipelined_versions_and_deletes(w: World) -> None:
 def test_applied_keeps_later_records(w: World) -> None:
     w.create("/a")
     t1 = w.make(OpCode.setData, SetDataRequest("/a", b"1", -1))
-    t2 = w.make(OpCode.setData, SetDataRequest("/a", b"2", -1))
+    w.make(OpCode.setData, SetDataRequest("/a", b"2", -1))  # still pending after t1 commits
     w.commit(t1)
     assert w.prep.pending_count() == 1
     assert w.make(OpCode.setData, SetDataRequest("/a", b"3", 2)).body.version == 3

@@ -19,7 +19,6 @@ from core.opcodes import OpCode
 from core.records import ConnectRequest, ConnectResponse, ReplyHeader, RequestHeader
 from core.sessions import session_password
 from core.txn import decode_txn
-from plugins.consensus_zab.common import packet
 from plugins.consensus_zab.packets import LearnerInfo, PacketType, QuorumPacket
 from tests.fixtures.hexfile import read_hex
 from tests.unit.test_zab_leader import DIFF_HOSTS, FRESH_HOSTS, TICK, Member, Peer, session_txn

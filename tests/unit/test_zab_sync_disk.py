@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.consensus_zab.leader import DIFF, SNAP, TRUNC, choose_sync, sync_from_log, with_disk_log
+from plugins.consensus_zab.leader import DIFF, SNAP, TRUNC, sync_from_log, with_disk_log
 from plugins.consensus_zab.packets import PacketType
 from tests.unit.test_zab_leader import DIFF_HOSTS, Member, ackepoch, establish, followerinfo, session_txn
 from tests.unit.test_zab_packets import packets
