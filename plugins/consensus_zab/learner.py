@@ -127,7 +127,14 @@ class Learner:
             self.connector = None
         if self.conn is not None:
             self.conn.close()
+        # A REVALIDATE the leader never answered says nothing about the session: its client is
+        # not told "expired" (that would end a live session) but loses its connection, as
+        # ZooKeeper's follower closes every client when it stops, and reconnects elsewhere.
+        # Closing first makes the server ignore the False given to the waiters below.
         revalidations, self.revalidations = self.revalidations, {}
+        if revalidations:
+            for client in list(self.server.all_connections):
+                client.close()
         for waiters in revalidations.values():
             for d in waiters:
                 d.callback(False)
@@ -367,6 +374,7 @@ class Learner:
                 txn, payload = self.pending.pop(zxid)
                 self.commits.popleft()
                 server.commit(txn)
+                self._check_digest(zxid, txn)
                 self.zab.committed.add(zxid, payload)
             else:
                 self.commits.popleft()
@@ -375,6 +383,19 @@ class Learner:
             done = True
         if done:
             server.flush()
+
+    def _check_digest(self, zxid: int, txn: Txn) -> None:
+        """DataTree.compareDigest (quorum.md 3.2): the leader's TxnDigest (version 2) against our
+        tree's digest after applying the txn. A mismatch is counted on the consensus
+        (`digest_mismatches`, mntr zk_digest_mismatches_count) and logged; nothing stops."""
+        digest = txn.digest
+        if digest is None or digest.version != 2 or not self.server.config.digest_enabled:
+            return
+        ours = self.server.tree.digest
+        if digest.treeDigest != ours:
+            self.zab.digest_mismatches = getattr(self.zab, "digest_mismatches", 0) + 1
+            log.warn("Digests are not matching at zxid 0x{zxid:x}: leader {theirs}, ours {ours}",
+                     zxid=zxid, theirs=digest.treeDigest, ours=ours)
 
     def _touches(self) -> bytes:
         """The sessions of this member's clients touched since the last PING."""

@@ -294,3 +294,46 @@ def test_observer_registers_and_applies_informs(tmp_path: Path) -> None:
     link.send(PacketType.INFORM, 0x100000001, payload)
     assert 7 in m.server.sessions.sessions and link.take() == b""  # no ACK from an observer
     assert decode_txn(m.server.store.read_from(0).__next__()[1]).zxid == 0x100000001
+
+
+def test_revalidation_cut_short_by_losing_the_leader_is_no_expiry(tmp_path: Path) -> None:
+    """A client reconnects while its REVALIDATE is unanswered and the leader goes away: its
+    connection is closed (it tries another member), never answered "expired" (timeout 0), which
+    would end a session the quorum still holds (found by tests/ensemble/test_rolling_replacement)."""
+    m, link = fresh_follower(tmp_path)
+    session = (2 << 56) | 0x5DF2A40000
+    m.server.sessions.add(session, 10000, m.server.now_ms())
+    c = Client(m)
+    c.connect(session_id=session)
+    assert [p.type for p in packets(link.take())] == [PacketType.REVALIDATE]
+    m.reactor.advance(5 * TICK / 1000.0 + 0.01)  # nothing from the leader for syncLimit ticks
+    assert m.zab.role == "looking"
+    assert c.frames() == [] and c.transport.disconnecting
+
+
+def _mntr(m: Member) -> dict[str, str]:
+    from core.ops.fourletter import mntr
+    return dict(line.split("\t", 1) for line in mntr(m.server).splitlines())
+
+
+def test_java_leaders_txn_digests_match_our_tree(tmp_path: Path) -> None:
+    """The Java leader's PROPOSALs carry TxnDigests (quorum.md 3.2); each equals our tree's digest
+    after applying the txn, so mntr zk_digest_mismatches_count stays 0."""
+    assert any(decode_txn(data).digest is not None for _, data in java_proposals("broadcast-leader-to-follower.hex"))
+    m, link = fresh_follower(tmp_path)
+    link.feed(read_hex("broadcast-leader-to-follower.hex"))
+    assert m.server.tree.last_zxid == 0x10000000b
+    assert _mntr(m)["zk_digest_mismatches_count"] == "0"
+
+
+def test_a_wrong_txn_digest_is_counted_and_applied(tmp_path: Path) -> None:
+    """A TxnDigest that disagrees with our tree is counted (and logged), as DataTree.compareDigest
+    does; the txn is applied all the same."""
+    m, link = fresh_follower(tmp_path)
+    zxid, data = next((z, d) for z, d in java_proposals("broadcast-leader-to-follower.hex")
+                      if decode_txn(d).digest is not None)
+    link.send(PacketType.PROPOSAL, zxid, data[:-8] + struct.pack(">q", struct.unpack(">q", data[-8:])[0] ^ 1))
+    link.send(PacketType.COMMIT, zxid)
+    m.reactor.advance(0)
+    assert m.server.tree.last_zxid == zxid
+    assert _mntr(m)["zk_digest_mismatches_count"] == "1"
