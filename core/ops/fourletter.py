@@ -259,7 +259,8 @@ _PEER_STATES = {"leader": "leading", "follower": "following", "observer": "obser
 
 def _with_ensemble_values(server: ZKServer, values: dict[str, Any]) -> dict[str, Any]:
     """An ensemble member's extra `mntr` keys, read from the consensus (ZooKeeper 3.8 names):
-    zk_peer_state after zk_server_state ("following - broadcast"), zk_quorum_size (voters), and
+    zk_peer_state after zk_server_state ("following - broadcast"), zk_quorum_size (voters),
+    zk_digest_mismatches_count (a learner's TxnDigest comparisons that failed), and
     on the leader zk_learners, zk_synced_followers, zk_synced_non_voting_followers,
     zk_synced_observers, zk_pending_syncs, zk_leader_uptime and the proposal sizes. Standalone:
     nothing added. (Java prints them in hash order; ours keep the standalone order first.)"""
@@ -274,6 +275,8 @@ def _with_ensemble_values(server: ZKServer, values: dict[str, Any]) -> dict[str,
             zab = str(getattr(consensus, "zab_state", "broadcast")).lower()
             out["peer_state"] = f"{_PEER_STATES.get(role, role)} - {zab}"
     out["quorum_size"] = len(consensus.voting)
+    # ServerMetrics.DIGEST_MISMATCHES_COUNT: a learner's TxnDigest comparisons that failed
+    out["digest_mismatches_count"] = getattr(consensus, "digest_mismatches", 0)
     leader = getattr(consensus, "active", None)
     if role == "leader" and leader is not None and hasattr(leader, "handlers"):
         handlers = [h for h in leader.handlers if h.state == "serving"]

@@ -143,6 +143,13 @@ class Member:
             self._log.close()
             self._log = None
 
+    def replace(self, java: bool) -> Member:
+        """Stop this member (SIGTERM) and start the other kind on the same dataDir, myid and zoo.cfg
+        (a rolling replacement step; README "Migrating from Apache ZooKeeper")."""
+        self.stop()
+        self.java = java
+        return self.start()
+
     def pause(self) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGSTOP)

@@ -335,6 +335,10 @@ def test_our_members_follow_a_java_leader(ensemble_factory) -> None:
             assert _tree(c) == _tree(jzk)
         finally:
             close(c)
+        for m in (e[1], e[2]):  # the Java leader's TxnDigests equal our trees after each txn
+            mntr = dict(line.split("\t", 1) for line in m.four_letter("mntr").splitlines() if "\t" in line)
+            assert mntr["zk_digest_mismatches_count"] == "0"
+            assert "Digests are not matching" not in m.log_text()
         log = e[3].log_text()  # (an EOFException is logged when our member 2 stops: normal)
         for complaint in ("supposed to be an ACK", "from a different epoch", "Follower is ahead",
                           "Digests are not matching", "Unexpected exception causing shutdown"):
