@@ -46,6 +46,15 @@ def claim_store_dir(data_dir: str | os.PathLike[str] | None, name: str) -> str:
     return path
 
 
+def separate_log_dir(data_dir: str | os.PathLike[str] | None,
+                     log_dir: str | os.PathLike[str] | None) -> bool:
+    """Whether dataLogDir names a directory other than dataDir (where a store then keeps the
+    files it syncs on every write, as ZooKeeper keeps its transaction log there)."""
+    if not log_dir or not data_dir:
+        return False
+    return os.path.abspath(log_dir) != os.path.abspath(data_dir)
+
+
 def _owner(path: str) -> str | None:
     """Who a directory in dataDir belongs to, or None when it is not a store's."""
     if os.path.basename(path) == "version-2":

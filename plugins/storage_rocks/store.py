@@ -1,4 +1,6 @@
-"""The ``rocksdb`` store: one RocksDB database (rocksdict, raw mode) at ``dataDir/rocksdb/``.
+"""The ``rocksdb`` store: one RocksDB database (rocksdict, raw mode) at ``dataDir/rocksdb/``,
+its write-ahead log (where every durable write is synced) at ``dataLogDir/rocksdb/wal/`` when
+dataLogDir is set to another directory, as ZooKeeper puts its transaction log there.
 
 Writes that must be durable use WriteOptions with sync=True when forceSync (the default); with
 forceSync=no they survive a crash of the process but not of the machine. RocksDB's WAL keeps
@@ -31,7 +33,7 @@ from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 from twisted.logger import Logger
 
 from core.interfaces import StoreError, StoreInfo
-from plugins import claim_store_dir
+from plugins import claim_store_dir, separate_log_dir
 
 if TYPE_CHECKING:
     from core.config import Config
@@ -70,8 +72,9 @@ class RocksStore:
     """The Store protocol over one RocksDB database, keys as described in the module."""
 
     def __init__(self, data_dir: str | os.PathLike[str] | None,
-                 force_sync: bool = True) -> None:
+                 force_sync: bool = True, log_dir: str | os.PathLike[str] | None = None) -> None:
         self._data_dir = data_dir
+        self._log_dir = log_dir
         self._force_sync = force_sync
         self._path = ""
         self._db: Rdict | None = None
@@ -83,10 +86,13 @@ class RocksStore:
     # -- opening and closing ------------------------------------------------------------------
 
     def open(self) -> None:
-        """Claim dataDir/rocksdb/, open (or create) the database, drop a corrupt log tail."""
+        """Claim dataDir/rocksdb/ (and dataLogDir/rocksdb/ for the WAL when dataLogDir is
+        another directory), open (or create) the database, drop a corrupt log tail."""
         self._path = claim_store_dir(self._data_dir, NAME)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        if separate_log_dir(self._data_dir, self._log_dir):
+            options.set_wal_dir(os.path.join(claim_store_dir(self._log_dir, NAME), "wal"))
         try:
             self._db = Rdict(self._path, options)
         except Exception as e:  # rocksdict raises plain Exceptions carrying RocksDB's status
@@ -278,9 +284,10 @@ class RocksStore:
 
 
 def create_store(config: Config) -> RocksStore:
-    """The backend factory: reads dataDir and forceSync; the store has no options of its own."""
+    """The backend factory: reads dataDir, dataLogDir (the WAL's place) and forceSync; the
+    store has no options of its own."""
     options = config.plugin_options(NAME)
     if options:
         raise StoreError(f"unknown option {NAME}.{min(options)} (the {NAME} store has none)")
-    return RocksStore(config.data_dir, config.force_sync)
+    return RocksStore(config.data_dir, config.force_sync, getattr(config, "data_log_dir", None))
 

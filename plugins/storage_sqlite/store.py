@@ -2,7 +2,11 @@
 
 Where: by default the SQLite file ``dataDir/sqlite/zk.db`` in WAL mode with
 ``synchronous=FULL`` (``NORMAL`` when forceSync=no: a commit then survives a crash of the
-process but not of the machine). ``sqlite.url=<SQLAlchemy URL>`` in zoo.cfg names another
+process but not of the machine). When dataLogDir is another directory, the ``txnlog`` table
+(the one synced on every write) is in its own file ``dataLogDir/sqlite/log.db``, attached to
+the same connection, as ZooKeeper keeps its transaction log in dataLogDir; ``truncate_after``
+then removes snapshots before txns, so a crash between the two leaves no snapshot above the
+log. ``sqlite.url=<SQLAlchemy URL>`` in zoo.cfg names another
 database instead, and nothing is kept under dataDir. The schema uses portable types only.
 
 On-disk format and the rules this module keeps:
@@ -44,7 +48,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from twisted.logger import Logger
 
 from core.interfaces import StoreError, StoreInfo
-from plugins import claim_store_dir
+from plugins import claim_store_dir, separate_log_dir
 
 if TYPE_CHECKING:
     from core.config import Config
@@ -60,12 +64,17 @@ _PAGE = 256  # batch rows fetched per query by read_from
 _ZXID = BigInteger().with_variant(Integer, "sqlite")
 
 schema = MetaData()
+# the txnlog table's schema, translated at execution: the database attached under this name
+# when dataLogDir is another directory (an SQLite file there), else the main one
+LOG_SCHEMA = "zklog"
+
 txnlog = Table(
     "txnlog", schema,
     Column("zxid", _ZXID, primary_key=True, autoincrement=False),
     Column("first_zxid", BigInteger, nullable=False),
     Column("crc", BigInteger, nullable=False),
     Column("payload", LargeBinary, nullable=False),
+    schema=LOG_SCHEMA
 )
 snapshots = Table(
     "snapshots", schema,
@@ -123,8 +132,10 @@ class SqliteStore:
     """The Store protocol over SQLAlchemy Core: an SQLite file, or the database at `url`."""
 
     def __init__(self, data_dir: str | os.PathLike[str] | None, force_sync: bool = True,
-                 url: str | None = None) -> None:
+                 url: str | None = None, log_dir: str | os.PathLike[str] | None = None) -> None:
         self._data_dir = data_dir
+        self._log_dir = log_dir
+        self._log_file: str | None = None  # the attached log database, when dataLogDir is apart
         self._force_sync = force_sync
         self._url = url
         self._engine: Engine | None = None
@@ -140,6 +151,8 @@ class SqliteStore:
         if self._url is None:
             path = os.path.join(claim_store_dir(self._data_dir, NAME), "zk.db")
             url = URL.create("sqlite", database=path)
+            if separate_log_dir(self._data_dir, self._log_dir):
+                self._log_file = os.path.join(claim_store_dir(self._log_dir, NAME), "log.db")
         else:
             try:
                 url = make_url(self._url)
@@ -152,16 +165,23 @@ class SqliteStore:
                 event.listen(self._engine, "connect", self._sqlite_pragmas)
             else:
                 self._engine = create_engine(url)
-            schema.create_all(self._engine)
-            self._conn = self._engine.connect()
+            translate = {LOG_SCHEMA: LOG_SCHEMA if self._log_file else None}
+            self._conn = self._engine.connect().execution_options(schema_translate_map=translate)
+            schema.create_all(self._conn)
+            self._conn.commit()
         except SQLAlchemyError as e:
             raise StoreError(f"cannot open {self._location}: {_one_line(e)}") from e
         self._last = self._drop_corrupt_tail()
 
     def _sqlite_pragmas(self, dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
+        sync = "FULL" if self._force_sync else "NORMAL"
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={'FULL' if self._force_sync else 'NORMAL'}")
+        cursor.execute(f"PRAGMA synchronous={sync}")
+        if self._log_file is not None:
+            cursor.execute(f"ATTACH DATABASE ? AS {LOG_SCHEMA}", (self._log_file,))
+            cursor.execute(f"PRAGMA {LOG_SCHEMA}.journal_mode=WAL")
+            cursor.execute(f"PRAGMA {LOG_SCHEMA}.synchronous={sync}")
         cursor.close()
 
     def _drop_corrupt_tail(self) -> int:
@@ -239,7 +259,11 @@ class SqliteStore:
         return self._last
 
     def truncate_after(self, zxid: int) -> None:
-        """Delete every txn and every snapshot above `zxid`, in one transaction."""
+        """Delete every snapshot above `zxid`, then every txn above it: a crash in between
+        leaves txns above zxid (truncated again) but never a snapshot above the log."""
+        with self._transaction() as conn:
+            conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.zxid > zxid))
+            conn.execute(delete(snapshots).where(snapshots.c.zxid > zxid))
         with self._transaction() as conn:
             row = conn.execute(select(txnlog).where(txnlog.c.zxid > zxid)
                                .order_by(txnlog.c.zxid).limit(1)).first()
@@ -248,8 +272,6 @@ class SqliteStore:
                 kept = [txn for txn in _txns(row) or () if txn[0] <= zxid]
                 if kept:
                     conn.execute(_INSERT_BATCH, _batch_row(kept))
-            conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.zxid > zxid))
-            conn.execute(delete(snapshots).where(snapshots.c.zxid > zxid))
             last = conn.execute(select(func.max(txnlog.c.zxid))).scalar()
         self._last = last or 0
 
@@ -352,4 +374,4 @@ def create_store(config: Config) -> SqliteStore:
     if options:
         raise StoreError(f"unknown option {NAME}.{min(options)} (the {NAME} store knows "
                          f"{NAME}.url)")
-    return SqliteStore(config.data_dir, config.force_sync, url)
+    return SqliteStore(config.data_dir, config.force_sync, url, getattr(config, "data_log_dir", None))

@@ -25,8 +25,11 @@ def _tree(zk: KazooClient, path: str = "/") -> dict[str, tuple[bytes, int, int, 
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("storage", ["sqlite", "rocksdb"])
-def test_restart_recovers_from_snapshots_and_log(tmp_path: Path, storage: str) -> None:
-    cfg = {"storage": storage, "dataDir": str(tmp_path), "snapCount": "20"}
+@pytest.mark.parametrize("log_dir", [False, True], ids=["dataDir", "dataLogDir"])
+def test_restart_recovers_from_snapshots_and_log(tmp_path: Path, storage: str, log_dir: bool) -> None:
+    cfg = {"storage": storage, "dataDir": str(tmp_path / "data"), "snapCount": "20"}
+    if log_dir:
+        cfg["dataLogDir"] = str(tmp_path / "log")
     with OurZK(extra_cfg=cfg) as server:
         zk = KazooClient(hosts=server.hosts, timeout=10)
         zk.start(timeout=10)

@@ -15,7 +15,7 @@ from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 
 from core import hookspecs
 from core.interfaces import BackendSpec, Store, StoreError
-from core.testing.store_suite import MakeStore, StoreSuite, StubConfig, txns
+from core.testing.store_suite import MakeStore, Stores, StoreSuite, StubConfig, txns
 from plugins.storage_memory import hooks as memory_hooks
 from plugins.storage_rocks import hooks as rocks_hooks
 from plugins.storage_rocks.store import CHUNK, DONE, LOG
@@ -24,13 +24,21 @@ from plugins.storage_sqlite import hooks as sqlite_hooks
 pytest_plugins = ["pytester"]
 
 
-def maker(factory: Callable[[StubConfig], Store], **options: str) -> MakeStore:
-    """A make_store for the suite: the backend's factory on a stand-in config, then open()."""
+def maker(factory: Callable[[StubConfig], Store], separate_log_dir: bool = False,
+          **options: str) -> MakeStore:
+    """A make_store for the suite: the backend's factory on a stand-in config, then open();
+    with `separate_log_dir`, dataLogDir is `<dataDir>-log` beside dataDir."""
     def make(data_dir: Path) -> Store:
-        store = factory(StubConfig(data_dir=str(data_dir), options=options))
+        log_dir = str(log_dir_of(data_dir)) if separate_log_dir else None
+        store = factory(StubConfig(data_dir=str(data_dir), data_log_dir=log_dir, options=options))
         store.open()
         return store
     return make
+
+
+def log_dir_of(data_dir: Path) -> Path:
+    """The dataLogDir the separate-log-dir suites use for `data_dir`."""
+    return data_dir.parent / (data_dir.name + "-log")
 
 
 def spec(hooks: object) -> BackendSpec:
@@ -314,3 +322,38 @@ def test_the_suite_fails_broken_stores(pytester: pytest.Pytester) -> None:
             "TestGreedy::test_truncate_removes_the_snapshots_above"} <= failed_tests
     assert {"TestForgetful::test_append_then_read_in_order",
             "TestGreedy::test_meta_survives_reopen"} <= passed_tests
+
+
+class TestSqliteStoreWithDataLogDir(StoreSuite):
+    """The sqlite store with dataLogDir apart: the txnlog in dataLogDir/sqlite/log.db."""
+
+    @pytest.fixture
+    def make_store(self) -> MakeStore:
+        return maker(spec(sqlite_hooks).factory, separate_log_dir=True)
+
+    def test_the_log_is_in_data_log_dir(self, stores: Stores, data_dir: Path) -> None:
+        store = stores.open(data_dir)
+        store.append(txns(1, 2, 3))
+        store.save_snapshot(2, [b"state"])
+        stores.close(store)
+        with sqlite3.connect(log_dir_of(data_dir) / "sqlite" / "log.db") as db:
+            assert db.execute("SELECT count(*) FROM txnlog").fetchone()[0] == 1  # one batch row
+        with sqlite3.connect(data_dir / "sqlite" / "zk.db") as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            assert "txnlog" not in tables and "snapshots" in tables
+
+
+class TestRocksStoreWithDataLogDir(StoreSuite):
+    """The rocksdb store with dataLogDir apart: its WAL in dataLogDir/rocksdb/wal/."""
+
+    @pytest.fixture
+    def make_store(self) -> MakeStore:
+        return maker(spec(rocks_hooks).factory, separate_log_dir=True)
+
+    def test_the_wal_is_in_data_log_dir(self, stores: Stores, data_dir: Path) -> None:
+        store = stores.open(data_dir)
+        store.append(txns(1, 2, 3))
+        wal = log_dir_of(data_dir) / "rocksdb" / "wal"
+        assert [p for p in wal.iterdir() if p.suffix == ".log" and p.stat().st_size > 0]
+        assert not list((data_dir / "rocksdb").glob("*.log"))
+        stores.close(store)
