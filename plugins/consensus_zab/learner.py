@@ -49,7 +49,9 @@ log = Logger()
 _REQUEST_HEAD = struct.Struct(">qii")
 _SESSION_TOUCH = struct.Struct(">qi")
 _REVALIDATE_ANSWER = struct.Struct(">q?")
-CONNECT_RETRY_SECONDS = 0.5
+# Learner.connectToLeader's pause between attempts (leaderConnectDelayDuringRetryMs, 100 ms):
+# right after an election the new leader may not listen yet
+CONNECT_RETRY_SECONDS = 0.1
 
 
 class Learner:
