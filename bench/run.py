@@ -36,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen as lg  # noqa: E402  (puts the repo on sys.path)
 from core.testing.net import four_letter_word as four_letter, free_port  # noqa: E402
+from core.testing.process import stop_process  # noqa: E402
 
 REPO_ROOT = lg.REPO_ROOT
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -130,13 +131,7 @@ class Server:
     def stop(self) -> None:
         """SIGTERM our child by its PID, wait, SIGKILL if it lingers. Idempotent."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_TIMEOUT)
+        stop_process(proc, STOP_TIMEOUT)
         if self.log is not None:
             self.log.close()
             self.log = None

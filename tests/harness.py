@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 from core.testing.net import four_letter_word as four_letter, free_port
+from core.testing.process import stop_process
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -162,13 +162,7 @@ class ZKServer:
     def stop(self) -> None:
         """Stop by PID: SIGTERM, wait, SIGKILL if it lingers. Idempotent."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_TIMEOUT)
+        stop_process(proc, STOP_TIMEOUT)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -32,7 +32,6 @@ The conformance suites for plugin authors are beside this module: ``core.testing
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 import pytest
 
 from core.testing.net import four_letter_word, free_port
+from core.testing.process import stop_process
 
 pytest.register_assert_rewrite("core.testing.store_suite", "core.testing.auth_suite")
 
@@ -174,14 +174,7 @@ class ZKServerProcess:
     def stop(self) -> None:
         """Stop the server by its PID: SIGTERM, then SIGKILL if it lingers. Idempotent."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
+        stop_process(proc, STOP_TIMEOUT)
 
     def __enter__(self) -> ZKServerProcess:
         return self.start()

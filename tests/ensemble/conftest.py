@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from core.testing.process import stop_process
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
@@ -118,15 +119,9 @@ class Member:
     def stop(self) -> None:
         """SIGTERM, wait, SIGKILL if it lingers. Idempotent."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            if self.paused:
-                os.kill(proc.pid, signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_TIMEOUT)
+        if proc is not None and proc.poll() is None and self.paused:
+            os.kill(proc.pid, signal.SIGCONT)
+        stop_process(proc, STOP_TIMEOUT)
         self.paused = False
         if self._log is not None:
             self._log.close()

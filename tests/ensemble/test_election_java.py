@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, task
 
+from core.testing.process import stop_process
 from core.config import parse
 from plugins.consensus_zab.election import FastLeaderElection, Vote
 from plugins.consensus_zab.packets import Notification, ServerState
@@ -71,13 +71,7 @@ class JavaMember:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc, 10)
 
     def mode(self) -> str | None:
         """``srvr``'s Mode (leader/follower), None while not serving or unreachable."""
