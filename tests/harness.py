@@ -13,6 +13,7 @@ Rules kept here, so that no test has to remember them:
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -242,3 +243,24 @@ class OurZK(ZKServer):
 
 
 SERVER_KINDS = {"apache": ApacheZK, "ours": OurZK}
+
+
+class Events:
+    """A kazoo watch function that queues its events."""
+
+    def __init__(self) -> None:
+        self.q: queue.Queue = queue.Queue()
+
+    def __call__(self, event) -> None:
+        self.q.put(event)
+
+    def next(self, timeout: float = 10.0):
+        return self.q.get(timeout=timeout)
+
+    def none(self, timeout: float = 0.3) -> bool:
+        """True if no event comes within `timeout` s (how long a negative check waits)."""
+        try:
+            ev = self.q.get(timeout=timeout)
+        except queue.Empty:
+            return True
+        raise AssertionError(f"unexpected event {ev}")

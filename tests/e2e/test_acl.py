@@ -8,7 +8,6 @@ Java, a zoo.cfg key to ours: tests/harness.py passes it the right way to each).
 
 from __future__ import annotations
 
-import queue
 
 import pytest
 from kazoo.exceptions import InvalidACLError, NoAuthError
@@ -17,7 +16,7 @@ from kazoo.security import ACL, CREATOR_ALL_ACL, OPEN_ACL_UNSAFE, Id, Permission
 from core.errors import Code
 from core.opcodes import OpCode
 from core.records import AuthPacket, ClientInfo, CreateRequest, SetACLRequest, WhoAmIResponse
-from harness import SERVER_KINDS
+from harness import SERVER_KINDS, Events
 from plugins.auth_builtin.digest import digest_id
 from wire import AUTH_XID, OPEN_ACL_UNSAFE as OPEN_WIRE, ConnectionClosed, WireClient
 
@@ -311,22 +310,6 @@ def test_who_am_i_shows_the_ids(srv, wire_factory):
 
 # -- READ filtering of watch events --------------------------------------------------------------
 
-class Events:
-    def __init__(self) -> None:
-        self.q: queue.Queue = queue.Queue()
-
-    def __call__(self, event) -> None:
-        self.q.put(event)
-
-    def next(self, timeout: float = 10.0):
-        return self.q.get(timeout=timeout)
-
-    def none(self, timeout: float = QUIET) -> bool:
-        try:
-            ev = self.q.get(timeout=timeout)
-        except queue.Empty:
-            return True
-        raise AssertionError(f"unexpected event {ev}")
 
 
 def test_events_need_read_on_the_node(anon, srv, zk_factory, root):

@@ -3,7 +3,6 @@ and the ordering rule that an event reaches a client before the reply that follo
 
 from __future__ import annotations
 
-import queue
 
 from kazoo.protocol.states import EventType
 
@@ -13,29 +12,12 @@ from core.records import (
     AddWatchRequest, CreateRequest, DeleteRequest, GetDataResponse, PathWatchRequest,
     SetDataRequest, WatchTypeRequest,
 )
+from harness import Events
 from wire import OPEN_ACL_UNSAFE
 
 QUIET = 0.3  # how long a negative check waits for an event that must not come
 
 
-class Events:
-    """A kazoo watch function that queues its events."""
-
-    def __init__(self) -> None:
-        self.q: queue.Queue = queue.Queue()
-
-    def __call__(self, event) -> None:
-        self.q.put(event)
-
-    def next(self, timeout: float = 10.0):
-        return self.q.get(timeout=timeout)
-
-    def none(self, timeout: float = QUIET) -> bool:
-        try:
-            ev = self.q.get(timeout=timeout)
-        except queue.Empty:
-            return True
-        raise AssertionError(f"unexpected event {ev}")
 
 
 def kind_path(event) -> tuple:

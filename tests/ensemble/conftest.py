@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from core.testing.process import stop_process
 import pytest
@@ -295,3 +296,15 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str =
 
 
 __all__ = ["Ensemble", "Member", "wait_for", "socket"]
+
+
+def close(*clients: Any) -> None:
+    """Stop and close kazoo clients, ignoring the ones that are None or already broken."""
+    for zk in clients:
+        if zk is None:
+            continue
+        try:
+            zk.stop()
+            zk.close()
+        except Exception:  # noqa: BLE001 - cleanup
+            pass

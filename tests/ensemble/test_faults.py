@@ -31,7 +31,7 @@ from kazoo.retry import KazooRetry
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from linearizability import History, check  # noqa: E402
-from tests.ensemble.conftest import Ensemble, Member, wait_for  # noqa: E402
+from tests.ensemble.conftest import Ensemble, Member, close, wait_for  # noqa: E402
 from tests.ensemble.proxy import ProxyMesh  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,15 +50,6 @@ def kazoo(hosts: str, read_only: bool = False) -> KazooClient:
     return zk
 
 
-def close(*clients: KazooClient | None) -> None:
-    for zk in clients:
-        if zk is None:
-            continue
-        try:
-            zk.stop()
-            zk.close()
-        except Exception:  # noqa: BLE001 - cleanup
-            pass
 
 
 class Workload:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 from kazoo.client import KazooClient
 
-from tests.ensemble.conftest import Member
+from tests.ensemble.conftest import Member, close
 
 pytestmark = [pytest.mark.needs_zookeeper, pytest.mark.timeout(60)]
 
@@ -26,15 +26,6 @@ def client(hosts: str) -> KazooClient:
     return zk
 
 
-def close(*clients: KazooClient | None) -> None:
-    for zk in clients:
-        if zk is None:
-            continue
-        try:
-            zk.stop()
-            zk.close()
-        except Exception:  # noqa: BLE001 - cleanup
-            pass
 
 
 def _tree(zk: KazooClient, path: str = "/obs") -> dict[str, bytes]:
