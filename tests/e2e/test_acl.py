@@ -25,7 +25,6 @@ READ, WRITE, CREATE, DELETE, ADMIN, ALL = (Permissions.READ, Permissions.WRITE, 
 ANYONE = Id("world", "anyone")
 SUPER_DIGEST = digest_id("super", "secret")
 CFG = {"DigestAuthenticationProvider.superDigest": SUPER_DIGEST}
-QUIET = 0.3
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from core.records import (
 from harness import Events
 from wire import OPEN_ACL_UNSAFE
 
-QUIET = 0.3  # how long a negative check waits for an event that must not come
 
 
 
