@@ -28,7 +28,7 @@ from core.ops import fourletter
 from core.ops.stats import DIGEST_LOG_INTERVAL, ServerStats
 from core.requests import MULTI_OPS, MULTI_READ_OPS, WRITE_REQUESTS, decode_multi, decode_record
 from core.records import (
-    ACL, AddWatchRequest, AuthPacket, ClientInfo, ConnectRequest, Create2Response, CreateResponse,
+    ACL, AddWatchRequest, AuthPacket, ClientInfo, ConnectRequest, CreateResponse,
     CreateSessionTxn, ErrorResponse, GetACLResponse, GetChildrenResponse,
     GetEphemeralsResponse, Id, MultiHeader, PathRequest, PathWatchRequest,
     SaslToken, SetWatches, SetWatches2, WatchTypeRequest, WhoAmIResponse,
@@ -595,14 +595,14 @@ class ZKServer:
 
 def _response_body(op: int, r: TxnResult) -> bytes:
     """The response record of a write that succeeded (empty for delete and check)."""
+    if op in (OpCode.setData, OpCode.setACL):
+        assert r.stat_bytes is not None
+        return r.stat_bytes  # SetDataResponse / SetACLResponse: the Stat alone
     if op == OpCode.create:
         return CreateResponse(r.path).encode()
     if op in CREATE2_LIKE:
-        assert r.stat is not None
-        return Create2Response(r.path, r.stat).encode()
-    if op in (OpCode.setData, OpCode.setACL):
-        assert r.stat is not None
-        return r.stat.encode()  # SetDataResponse / SetACLResponse: the Stat alone
+        assert r.stat_bytes is not None
+        return CreateResponse(r.path).encode() + r.stat_bytes  # Create2Response: path, Stat
     return b""
 
 

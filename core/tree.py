@@ -10,7 +10,8 @@ changes: see `_create` and `_delete`) and report NODEEXISTS / NONODE in the TxnR
 what replaying the log over a fuzzy snapshot needs (quorum.md 4.4); there is no separate
 replay mode.
 
-The tree also keeps ZooKeeper's tree digest (quorum.md 3.2) up to date on every change.
+The tree also keeps ZooKeeper's tree digest (quorum.md 3.2) up to date on every change; each
+node holds its own part, so a change costs one CRC.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Node:
     otherwise: iterate it and take its len(), never change it outside the tree."""
 
     __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
-                 "aversion", "ephemeral_owner", "pzxid", "children")
+                 "aversion", "ephemeral_owner", "pzxid", "children", "digest")
 
     data: bytes
     acl: tuple[ACL, ...]
@@ -91,6 +92,7 @@ class Node:
     ephemeral_owner: int
     pzxid: int
     children: set[str] | frozenset[str]  # child names (not paths)
+    digest: int  # this node's part of the tree digest, kept by the tree that holds it
 
     def __init__(self, data: bytes, acl: tuple[ACL, ...], czxid: int, mzxid: int, ctime: int,
                  mtime: int, version: int, cversion: int, aversion: int, ephemeral_owner: int,
@@ -107,6 +109,7 @@ class Node:
         self.ephemeral_owner = ephemeral_owner
         self.pzxid = pzxid
         self.children = _NO_CHILDREN
+        self.digest = 0
 
     def _client_view(self) -> tuple[int, int, int, int, int, int, int, int, int, int, int]:
         """The fields of the Stat a client sees (DataNode.copyStat), in Stat's order."""
@@ -129,28 +132,15 @@ class Node:
         return _STAT.pack(*self._client_view())
 
 
-def path_crc(path: str) -> int | None:
-    """The CRC32 of a node's path as its digest starts it ("" for the root), or None for nodes
-    under /zookeeper/, which count 0."""
+def node_digest(path: str, node: Node) -> int:
+    """ZooKeeper's DigestCalculator: CRC32 of the path ("" for the root), continued over the
+    data and the persisted stat; 0 for nodes under /zookeeper/."""
     if path.startswith("/zookeeper/"):
-        return None
-    return zlib.crc32(b"" if path == "/" else path.encode("utf-8", "surrogatepass"))
-
-
-def digest_from(crc: int | None, node: Node) -> int:
-    """The node's digest given its `path_crc`: the CRC continues over the data and the
-    persisted stat (ZooKeeper's DigestCalculator)."""
-    if crc is None:
         return 0
+    crc = zlib.crc32(b"" if path == "/" else path.encode("utf-8", "surrogatepass"))
     return zlib.crc32(_DIGEST_STAT.pack(
         node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime, node.version, node.cversion,
         node.aversion, node.ephemeral_owner), zlib.crc32(node.data, crc))
-
-
-def node_digest(path: str, node: Node) -> int:
-    """ZooKeeper's DigestCalculator: CRC32 of the path ("" for the root), the data and the
-    persisted stat; 0 for nodes under /zookeeper/."""
-    return digest_from(path_crc(path), node)
 
 
 @dataclass(slots=True)
@@ -159,14 +149,19 @@ class TxnResult:
 
     `err` is 0 or the error code of an ErrorTxn (or NONODE/NODEEXISTS for a txn that no longer
     fits the tree; a multi's own err is always 0); `type` the (sub-)txn type; `path` the
-    created path for creates; `stat` the node's new Stat for creates, setData and setACL;
-    `multi` the sub-results of a multi, in order."""
+    created path for creates; `stat_bytes` the node's new Stat, encoded, for creates, setData
+    and setACL; `multi` the sub-results of a multi, in order."""
 
     type: int
     err: int = 0
     path: str | None = None
-    stat: Stat | None = None
+    stat_bytes: bytes | None = None
     multi: list[TxnResult] | None = None
+
+    @property
+    def stat(self) -> Stat | None:
+        """`stat_bytes` decoded."""
+        return None if self.stat_bytes is None else Stat.decode(self.stat_bytes)[0]
 
 
 _Op = Callable[[int, Any, int, int, int], TxnResult]
@@ -207,7 +202,7 @@ class DataTree:
             OpCode.createSession: self._no_change, OpCode.closeSession: self._close_session,
             OpCode.error: self._error, OpCode.multi: self._multi,
         }
-        self._digest = node_digest("/", root)
+        root.digest = self._digest = node_digest("/", root)
         for path in (ZOOKEEPER, QUOTA, CONFIG):
             self.add_node(path, Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0, 0, 0, 0, 0, 0, 0))
         config = self.nodes[CONFIG]
@@ -223,7 +218,7 @@ class DataTree:
     @property
     def digest(self) -> int:
         """The tree digest (sum of node digests, wrapping signed 64-bit)."""
-        d = self._digest
+        d = self._digest & _MASK64
         return d - (1 << 64) if d >= 1 << 63 else d
 
     def descendants_count(self, path: str) -> int:
@@ -266,7 +261,8 @@ class DataTree:
         if path in ("", "/"):
             old = self.nodes["/"]
             node.children = old.children
-            self._digest = (self._digest - node_digest("/", old) + node_digest("/", node)) & _MASK64
+            node.digest = old.digest
+            self._changed("/", node)
             self.nodes["/"] = self.nodes[""] = node
             return
         parent = self.nodes.get(parent_of(path))
@@ -330,7 +326,7 @@ class DataTree:
         listener = self.listener
         listener.triggered(path, EventType.NodeCreated, zxid, acl)
         listener.triggered(parent_path, EventType.NodeChildrenChanged, zxid, parent.acl)
-        return TxnResult(t, 0, path, node.stat())
+        return TxnResult(t, 0, path, node.stat_bytes())
 
     def _raise_cversion(self, path: str, node: Node, cversion: int, zxid: int) -> None:
         """Set the parent's persisted cversion and pzxid, only if the txn's cversion is higher
@@ -338,11 +334,9 @@ class DataTree:
         if cversion == -1:
             cversion = node.cversion + 1
         if cversion > node.cversion:
-            crc = path_crc(path)
-            before = digest_from(crc, node)
             node.cversion = cversion
             node.pzxid = zxid
-            self._digest = (self._digest - before + digest_from(crc, node)) & _MASK64
+            self._changed(path, node)
 
     def _delete(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
         """DataTree.deleteNode: the parent loses the child name and its pzxid is raised even
@@ -355,10 +349,8 @@ class DataTree:
             return TxnResult(t, Code.NONODE, path)
         name = child_name(path)
         if zxid > parent.pzxid:
-            crc = path_crc(parent_path)
-            before = digest_from(crc, parent)
             parent.pzxid = zxid
-            self._digest = (self._digest - before + digest_from(crc, parent)) & _MASK64
+            self._changed(parent_path, parent)
         children = parent.children
         if name in children:
             if len(children) == 1:
@@ -380,15 +372,13 @@ class DataTree:
         node = self.nodes.get(path)
         if node is None:
             return TxnResult(t, Code.NONODE, path)
-        crc = path_crc(path)
-        before = digest_from(crc, node)
         node.data = body.data or b""
         node.mtime = time
         node.mzxid = zxid
         node.version = body.version
-        self._digest = (self._digest - before + digest_from(crc, node)) & _MASK64
+        self._changed(path, node)
         self.listener.triggered(path, EventType.NodeDataChanged, zxid, node.acl)
-        return TxnResult(t, 0, path, node.stat())
+        return TxnResult(t, 0, path, node.stat_bytes())
 
     def _set_acl(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
         """DataTree.setACL: new ACL and aversion, no watch."""
@@ -396,12 +386,10 @@ class DataTree:
         node = self.nodes.get(path)
         if node is None:
             return TxnResult(t, Code.NONODE, path)
-        crc = path_crc(path)
-        before = digest_from(crc, node)
         node.aversion = body.version
         node.acl = self.intern_acl(body.acl)
-        self._digest = (self._digest - before + digest_from(crc, node)) & _MASK64
-        return TxnResult(t, 0, path, node.stat())
+        self._changed(path, node)
+        return TxnResult(t, 0, path, node.stat_bytes())
 
     def _check(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
         return TxnResult(t, 0, body.path)
@@ -466,7 +454,8 @@ class DataTree:
             self.containers.add(path)
         elif kind == 3:
             self.ttls.add(path)
-        self._digest = (self._digest + node_digest(path, node)) & _MASK64
+        node.digest = node_digest(path, node)
+        self._digest += node.digest
 
     def _forget(self, path: str, node: Node) -> None:
         """Unindex a node removed from `nodes` and uncount its digest."""
@@ -481,4 +470,10 @@ class DataTree:
             self.containers.discard(path)
         elif kind == 3:
             self.ttls.discard(path)
-        self._digest = (self._digest - node_digest(path, node)) & _MASK64
+        self._digest -= node.digest
+
+    def _changed(self, path: str, node: Node) -> None:
+        """Recount the digest of a node whose persisted fields changed."""
+        digest = node_digest(path, node)
+        self._digest += digest - node.digest
+        node.digest = digest
