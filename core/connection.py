@@ -71,7 +71,7 @@ class ServerConnection(Protocol):
     def __init__(self, server: ZKServer) -> None:
         self.server = server
         self.session_id = 0
-        self.auth_ids: list[Id] = []
+        self.auth_ids: tuple[Id, ...] = ()  # replaced, never changed: requests share it
         self._auth_keys: set[tuple[str | None, str | None]] = set()
         self.peer = PeerInfo("", 0)
         self.pending: deque[Slot] = deque()
@@ -88,6 +88,7 @@ class ServerConnection(Protocol):
         self.packets_sent = 0
         self.received_at = 0.0  # reactor time of the batch being read (core.ops.stats)
         self.replied_now = 0  # immediate replies not yet written (core.ops.stats)
+        self.replied_later: list[float] = []  # arrival times of waited replies not yet written
         self.cstats = ConnectionStats(server.now_ms())
 
     # -- Twisted --------------------------------------------------------------------------
@@ -154,7 +155,7 @@ class ServerConnection(Protocol):
             key = (i.scheme, i.id)
             if key not in self._auth_keys:
                 self._auth_keys.add(key)
-                self.auth_ids.append(i)
+                self.auth_ids = (*self.auth_ids, i)
 
     # -- output ---------------------------------------------------------------------------
 
@@ -243,7 +244,8 @@ class ServerConnection(Protocol):
                 head.reply = head.read()
             pending.popleft()
             self.send(head.reply)
-            self.server.stats.replied(self, head.t)
+            if head.t:
+                self.replied_later.append(head.t)
 
     def send_event(self, event: WatchEvent) -> None:
         """A watch notification (xid -1; the txn's zxid, -1 for setWatches events)."""

@@ -118,7 +118,7 @@ class Request:
     type: int
     record: Any
     raw: bytes
-    auth: list[Id]
+    auth: Sequence[Id]
 
 
 class CommitSink(Protocol):

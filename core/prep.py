@@ -174,6 +174,16 @@ class Prep:
             raise ZKError(Code.NONODE, path)
         return rec
 
+    def _existing(self, path: str) -> _Record:
+        """The record at a client's path: BADARGUMENTS for an invalid path, else NONODE when
+        missing (validatePath, then getRecordForPath). A node of the tree or of a pending create
+        has a valid path, so only a miss is validated."""
+        rec = self._lookup(path) if path else None
+        if rec is None:
+            validate_path(path)
+            raise ZKError(Code.NONODE, path)
+        return rec
+
     def _add(self, change: _Change) -> None:
         if self._undo is not None:
             self._undo.append((change.path, self._pending.get(change.path)))
@@ -277,8 +287,7 @@ class Prep:
 
     def _set_data(self, t: int, rec: Any, request: Request, zxid: int) -> SetDataTxn:
         path: str = rec.path
-        validate_path(path)
-        node = self._get(path)
+        node = self._existing(path)
         self.access.check(node.acl, request.auth, Perm.WRITE)
         version = _next_version(node.version, rec.version)
         self._add(_Change(zxid, path, True, version, node.cversion, node.aversion,
@@ -288,7 +297,7 @@ class Prep:
     def _set_acl(self, t: int, rec: Any, request: Request, zxid: int) -> SetACLTxn:
         path: str = rec.path
         validate_path(path)
-        acl = self.access.fixup(rec.acl, request.auth)
+        acl = self.access.fixup(rec.acl, request.auth)  # INVALIDACL before NONODE
         node = self._get(path)
         self.access.check(node.acl, request.auth, Perm.ADMIN)
         aversion = _next_version(node.aversion, rec.version)
@@ -299,8 +308,7 @@ class Prep:
     def _check(self, t: int, rec: Any, request: Request, zxid: int) -> CheckVersionTxn:
         """check in a multi: READ permission and the version; the txn holds the next version."""
         path: str = rec.path
-        validate_path(path)
-        node = self._get(path)
+        node = self._existing(path)
         self.access.check(node.acl, request.auth, Perm.READ)
         return CheckVersionTxn(path, _next_version(node.version, rec.version))
 

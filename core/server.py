@@ -355,7 +355,7 @@ class ZKServer:
         self.waiting[(sid, xid)] = (conn, conn.owe(), op)
         if len(self.waiting) > self.config.global_outstanding_limit:
             self.stats.throttle(conn)  # globalOutstandingLimit: stop reading until it drops
-        self.consensus.submit(Request(sid, xid, op, record, frame[8:], list(conn.auth_ids)))
+        self.consensus.submit(Request(sid, xid, op, record, frame[8:], conn.auth_ids))
 
     # -- commits --------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Kept cheap on the request path: the connection counts its immediate replies with one integer
 add; latency is taken from the reactor's clock once per received batch and once per written
-batch (and once per write reply completed after its commit). Latency is in milliseconds, from
+batch (replies that waited for a commit are counted when written, once per run of replies
+to one received batch). Latency is in milliseconds, from
 the batch the request arrived in to the batch its reply was written in, as ZooKeeper measures
 from a request's creation to its reply (ServerStats.updateLatency).
 """
@@ -137,11 +138,16 @@ class ServerStats:
         if n:
             conn.replied_now = 0
             self._record(conn, n, conn.received_at)
-
-    def replied(self, conn: ServerConnection, started: float) -> None:
-        """A reply that waited (a write's, or a read queued behind one) was sent."""
-        if started:
-            self._record(conn, 1, started)
+        later = conn.replied_later
+        if later:
+            conn.replied_later = []
+            start, n = later[0], 0
+            for t in later:  # runs of replies to requests of one received batch
+                if t != start:
+                    self._record(conn, n, start)
+                    start, n = t, 0
+                n += 1
+            self._record(conn, n, start)
 
     def _record(self, conn: ServerConnection, n: int, started: float) -> None:
         now = self.clock()

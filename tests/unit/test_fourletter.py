@@ -201,6 +201,7 @@ def test_reply_latency_and_packets(server: ZKServer) -> None:
     slot = conn.owe()
     clock.advance(0.012)
     conn.complete(slot, b"\x00\x00\x00\x10" + bytes(16))
+    conn.flush()  # counted when written
     assert server.stats.latency.max == 12
     assert conn.cstats.latency.count == 2
 
