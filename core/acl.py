@@ -15,6 +15,7 @@ from core.records import ACL, Id
 ANYONE = Id("world", "anyone")
 OPEN_ACL_UNSAFE = (ACL(31, ANYONE),)
 READ_ACL_UNSAFE = (ACL(1, ANYONE),)
+_FIXED_CACHE = 1024  # distinct client ACLs whose fix-up is remembered
 
 
 class AccessControl:
@@ -22,6 +23,7 @@ class AccessControl:
 
     def __init__(self, providers: Mapping[str, AuthProvider]) -> None:
         self.providers = dict(providers)
+        self._fixed: dict[tuple[tuple[int, str, str] | None, ...], tuple[ACL, ...]] = {}
 
     def allowed(self, acl: Sequence[ACL], ids: Sequence[Id], perm: int) -> bool:
         """Whether any of `ids` holds `perm` on a node with `acl` (an empty ACL allows all)."""
@@ -52,9 +54,19 @@ class AccessControl:
     def fixup(self, acl: Sequence[ACL] | None, ids: Sequence[Id]) -> tuple[ACL, ...]:
         """Validate a client's ACL for create/setACL, expanding `auth` entries into the
         connection's authenticated ids; duplicates are dropped (the tree shares equal lists
-        between nodes when it applies them). Raises ZKError(INVALIDACL)."""
+        between nodes when it applies them). Raises ZKError(INVALIDACL). An ACL without `auth`
+        entries fixes up the same way for every connection: its result is remembered."""
         if not acl:
             raise ZKError(Code.INVALIDACL)
+        key = tuple((e.perms, e.id.scheme, e.id.id) if e.id is not None else None for e in acl)
+        fixed = self._fixed.get(key)
+        if fixed is None:
+            fixed = self._fixup(acl, ids)
+            if len(self._fixed) < _FIXED_CACHE and all(k is not None and k[1] != "auth" for k in key):
+                self._fixed[key] = fixed
+        return fixed
+
+    def _fixup(self, acl: Sequence[ACL], ids: Sequence[Id]) -> tuple[ACL, ...]:
         out: list[ACL] = []
         for entry in acl:
             eid = entry.id
