@@ -29,6 +29,9 @@ class AccessControl:
         """Whether any of `ids` holds `perm` on a node with `acl` (an empty ACL allows all)."""
         if not acl:
             return True
+        for entry in acl:  # the common case first: world:anyone holds it
+            if entry.perms & perm and entry.id.scheme == "world" and entry.id.id == "anyone":
+                return True
         for i in ids:
             if i.scheme == "super":
                 return True
@@ -36,8 +39,6 @@ class AccessControl:
             if not entry.perms & perm:
                 continue
             eid = entry.id
-            if eid.scheme == "world" and eid.id == "anyone":
-                return True
             provider = self.providers.get(eid.scheme)
             if provider is None:
                 continue

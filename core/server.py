@@ -26,7 +26,9 @@ from core.jute import INT
 from core.opcodes import AddWatchMode, EventType, KeeperState, OpCode, Perm
 from core.ops import fourletter
 from core.ops.stats import DIGEST_LOG_INTERVAL, ServerStats
-from core.requests import MULTI_OPS, MULTI_READ_OPS, WRITE_REQUESTS, decode_multi, decode_record
+from core.requests import (
+    MULTI_OPS, MULTI_READ_OPS, WRITE_REQUESTS, decode_multi, decode_path_watch, decode_record,
+)
 from core.records import (
     ACL, AddWatchRequest, AuthPacket, ClientInfo, ConnectRequest, CreateResponse,
     CreateSessionTxn, ErrorResponse, GetACLResponse, GetChildrenResponse,
@@ -38,7 +40,7 @@ from core.sessions import SessionTracker, session_password
 from core.snapshot import deserialize
 from core.snapshotter import Snapshotter
 from core.storage_thread import StorageThread
-from core.tree import DataTree, Node, TxnResult
+from core.tree import STAT_SIZE, DataTree, Node, TxnResult
 from core.txn import Txn, decode_txn
 from core.watches import CHILD, DATA, PERSISTENT, RECURSIVE, ConnectionDelivery, WatchManager
 
@@ -82,11 +84,12 @@ class ZKServer:
         self.stats = ServerStats(reactor.seconds)  # core.ops: 4lw, AdminServer, metrics
         self.snapshotter = Snapshotter(self)
         self.store_open = False
+        # the hottest reads: their path and watch flag decoded straight from the packet
+        self.path_reads: dict[int, Callable[[ServerConnection, str, bool], bytes]] = {
+            OpCode.exists: self.exists, OpCode.getData: self.get_data,
+            OpCode.getChildren: self.get_children, OpCode.getChildren2: self.get_children2,
+        }
         self.reads: dict[int, tuple[Any, Callable[[ServerConnection, Any], bytes]]] = {
-            OpCode.exists: (PathWatchRequest, self.exists),
-            OpCode.getData: (PathWatchRequest, self.get_data),
-            OpCode.getChildren: (PathWatchRequest, self.get_children),
-            OpCode.getChildren2: (PathWatchRequest, self.get_children2),
             OpCode.getACL: (PathRequest, self.get_acl),
             OpCode.getAllChildrenNumber: (PathRequest, self.get_all_children_number),
             OpCode.getEphemerals: (PathRequest, self.get_ephemerals),
@@ -288,6 +291,16 @@ class ZKServer:
     def request(self, conn: ServerConnection, frame: bytes) -> None:
         """Dispatch one request packet of a handshaken connection."""
         xid, op = _HDR.unpack_from(frame, 0)
+        path_read = self.path_reads.get(op)
+        if path_read is not None:
+            args = decode_path_watch(frame, 8)
+            if args is None:
+                self._marshalling_error(conn, xid)
+            elif conn.pending:  # behind this session's writes: runs when they are done
+                conn.pending.append(Slot(read=lambda: self._run(conn, xid, path_read, *args)))
+            else:
+                conn.send(self._run(conn, xid, path_read, *args))
+            return
         sid = conn.session_id
         read = self.reads.get(op)
         if read is not None:
@@ -335,9 +348,9 @@ class ZKServer:
     def _marshalling_error(self, conn: ServerConnection, xid: int) -> None:
         conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, Code.MARSHALLINGERROR))
 
-    def _run(self, conn: ServerConnection, xid: int, handler: Callable[[ServerConnection, Any], bytes], record: Any) -> bytes:
+    def _run(self, conn: ServerConnection, xid: int, handler: Callable[..., bytes], *args: Any) -> bytes:
         try:
-            body = handler(conn, record)
+            body = handler(conn, *args)
         except ZKError as e:
             return reply_frame(xid, self.tree.last_zxid, e.code)
         return reply_frame(xid, self.tree.last_zxid, 0, body)
@@ -442,41 +455,40 @@ class ZKServer:
         if not self.access.allowed(node.acl, conn.auth_ids, perm):
             raise ZKError(Code.NOAUTH)
 
-    def exists(self, conn: ServerConnection, r: PathWatchRequest) -> bytes:
-        path = r.path or "/"
+    def exists(self, conn: ServerConnection, path: str, watch: bool) -> bytes:
+        path = path or "/"
         if "\0" in path:
             raise ZKError(Code.BADARGUMENTS)
-        node = self.tree.get(path)
+        node = self.tree.nodes.get(path)
         if node is None:
-            if r.watch:
+            if watch:
                 self.watches.add(DATA, path, conn)
             raise ZKError(Code.NONODE)
         self._check(node, conn, Perm.READ)
-        if r.watch:
+        if watch:
             self.watches.add(DATA, path, conn)
-        return node.stat_bytes()
+        return node.data_reply()[-STAT_SIZE:]
 
-    def get_data(self, conn: ServerConnection, r: PathWatchRequest) -> bytes:
-        node = self._node(r.path)
+    def get_data(self, conn: ServerConnection, path: str, watch: bool) -> bytes:
+        node = self._node(path)
         self._check(node, conn, Perm.READ)
-        if r.watch:
-            self.watches.add(DATA, r.path or "/", conn)
-        data = node.data
-        return INT.pack(len(data)) + data + node.stat_bytes()  # GetDataResponse
+        if watch:
+            self.watches.add(DATA, path or "/", conn)
+        return node.data_reply()  # GetDataResponse
 
-    def _children(self, conn: ServerConnection, r: PathWatchRequest) -> Node:
-        node = self._node(r.path)
+    def _children(self, conn: ServerConnection, path: str, watch: bool) -> Node:
+        node = self._node(path)
         self._check(node, conn, Perm.READ)
-        if r.watch:
-            self.watches.add(CHILD, r.path or "/", conn)
+        if watch:
+            self.watches.add(CHILD, path or "/", conn)
         return node
 
-    def get_children(self, conn: ServerConnection, r: PathWatchRequest) -> bytes:
-        node = self._children(conn, r)
+    def get_children(self, conn: ServerConnection, path: str, watch: bool) -> bytes:
+        node = self._children(conn, path, watch)
         return GetChildrenResponse.encode(GetChildrenResponse(list(node.children)))
 
-    def get_children2(self, conn: ServerConnection, r: PathWatchRequest) -> bytes:
-        node = self._children(conn, r)
+    def get_children2(self, conn: ServerConnection, path: str, watch: bool) -> bytes:
+        node = self._children(conn, path, watch)
         return GetChildrenResponse(list(node.children)).encode() + node.stat_bytes()  # GetChildren2Response
 
     def get_acl(self, conn: ServerConnection, r: PathRequest) -> bytes:
@@ -567,7 +579,7 @@ class ZKServer:
         for op, rec in reads:
             handler = self.get_data if op == OpCode.getData else self.get_children
             try:
-                body = handler(conn, PathWatchRequest(rec.path, False))  # multiRead sets no watches
+                body = handler(conn, rec.path, False)  # multiRead sets no watches
             except ZKError as e:
                 parts.append(MultiHeader.encode(MultiHeader(-1, False, e.code)))
                 parts.append(ErrorResponse.encode(ErrorResponse(e.code)))

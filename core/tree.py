@@ -41,6 +41,8 @@ _DIGEST_STAT = struct.Struct(">qqqqqiiiq")
 
 
 _STAT = struct.Struct(">qqqqiiiqiiq")  # Stat
+_LEN = struct.Struct(">i")
+STAT_SIZE = _STAT.size
 
 class TreeListener(Protocol):
     """Told of every watch trigger while a txn is applied (the watch manager)."""
@@ -78,7 +80,7 @@ class Node:
     otherwise: iterate it and take its len(), never change it outside the tree."""
 
     __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
-                 "aversion", "ephemeral_owner", "pzxid", "children", "digest")
+                 "aversion", "ephemeral_owner", "pzxid", "children", "digest", "reply")
 
     data: bytes
     acl: tuple[ACL, ...]
@@ -93,6 +95,7 @@ class Node:
     pzxid: int
     children: set[str] | frozenset[str]  # child names (not paths)
     digest: int  # this node's part of the tree digest, kept by the tree that holds it
+    reply: bytes | None  # data_reply() once built; the tree clears it whenever the view changes
 
     def __init__(self, data: bytes, acl: tuple[ACL, ...], czxid: int, mzxid: int, ctime: int,
                  mtime: int, version: int, cversion: int, aversion: int, ephemeral_owner: int,
@@ -110,6 +113,7 @@ class Node:
         self.pzxid = pzxid
         self.children = _NO_CHILDREN
         self.digest = 0
+        self.reply = None
 
     def _client_view(self) -> tuple[int, int, int, int, int, int, int, int, int, int, int]:
         """The fields of the Stat a client sees (DataNode.copyStat), in Stat's order."""
@@ -130,6 +134,15 @@ class Node:
     def stat_bytes(self) -> bytes:
         """The client's Stat, encoded (the read path's shortcut past a Stat object)."""
         return _STAT.pack(*self._client_view())
+
+    def data_reply(self) -> bytes:
+        """GetDataResponse's bytes (data, then the Stat), built once per change of the node:
+        a getData is a lookup and a header."""
+        reply = self.reply
+        if reply is None:
+            data = self.data
+            reply = self.reply = _LEN.pack(len(data)) + data + _STAT.pack(*self._client_view())
+        return reply
 
 
 def node_digest(path: str, node: Node) -> int:
@@ -353,6 +366,7 @@ class DataTree:
             self._changed(parent_path, parent)
         children = parent.children
         if name in children:
+            parent.reply = None
             if len(children) == 1:
                 parent.children = _NO_CHILDREN
             else:
@@ -440,6 +454,7 @@ class DataTree:
 
     @staticmethod
     def _add_child(parent: Node, name: str) -> None:
+        parent.reply = None
         if parent.children:
             parent.children.add(name)  # type: ignore[union-attr]
         else:
@@ -473,7 +488,8 @@ class DataTree:
         self._digest -= node.digest
 
     def _changed(self, path: str, node: Node) -> None:
-        """Recount the digest of a node whose persisted fields changed."""
+        """Recount the digest of a node whose persisted fields changed; drop its reply."""
         digest = node_digest(path, node)
         self._digest += digest - node.digest
         node.digest = digest
+        node.reply = None

@@ -23,7 +23,9 @@ class WatchingClient(Protocol):
     """A watcher as the manager needs it: its session, its ids for READ filtering, a sink."""
 
     session_id: int
-    auth_ids: Sequence[Id]
+
+    @property
+    def auth_ids(self) -> Sequence[Id]: ...
 
     def send_event(self, event: WatchEvent) -> None: ...
 
