@@ -76,7 +76,7 @@ class ServerConnection(Protocol):
         self.peer = PeerInfo("", 0)
         self.pending: deque[Slot] = deque()
         self.out: list[bytes] = []
-        self.buf = bytearray()
+        self.buf = bytearray()  # the start of a packet that straddles reads
         self.handshaken = False
         self.closing = False
         self.wants_read_only_byte = False
@@ -108,20 +108,28 @@ class ServerConnection(Protocol):
         self.server.connection_closed(self)
 
     def dataReceived(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        off = 0
-        end = len(buf)
         limit = self.server.config.jute_maxbuffer
         server = self.server
+        partial = self.buf
+        if partial:
+            partial += data
+            n = _LEN.unpack_from(partial, 0)[0] if len(partial) >= 4 else -1
+            if len(partial) < 4 or 0 <= n <= limit and len(partial) - 4 < n:
+                server.stats.received(self, 0, len(data), b"")
+                return  # the packet is still incomplete: copied once it is whole
+            buf = bytes(partial)
+            partial.clear()
+        else:
+            buf = data  # the common case: frames are sliced straight from what was read
+        off = 0
+        end = len(buf)
         self.received_at = server.reactor.seconds()
         received = self.packets_received
         frame = b""
         while end - off >= 4 and not self.closing:
             n = _LEN.unpack_from(buf, off)[0]
             if not self.handshaken and off == 0 and self.packets_received == 0:
-                word = bytes(buf[0:4])
-                answer = server.four_letter(word, self)
+                answer = server.four_letter(buf[:12], self)
                 if answer is not None:
                     self.transport.write(answer.encode())
                     self.closing = True
@@ -132,7 +140,7 @@ class ServerConnection(Protocol):
                 return
             if end - off - 4 < n:
                 break
-            frame = bytes(buf[off + 4:off + 4 + n])
+            frame = buf[off + 4:off + 4 + n]
             off += 4 + n
             self.packets_received += 1
             try:
@@ -143,7 +151,8 @@ class ServerConnection(Protocol):
             except _DECODE_ERRORS as e:
                 self.drop(f"malformed packet: {e}")
                 return
-        del buf[:off]
+        if off < end and not self.closing:
+            partial += buf[off:]
         if self.handshaken:  # one touch for the whole batch: it all arrived now
             server.sessions.touch(self.session_id, int(self.received_at * 1000))
         server.stats.received(self, self.packets_received - received, len(data), frame)

@@ -59,7 +59,7 @@ def decode_path_watch(buf: bytes, off: int) -> tuple[str, bool] | None:
     end = off + 4 + n
     if n < 0 or end >= len(buf):
         return None
-    return str(buf[off + 4:end], "utf-8", "replace"), buf[end] != 0
+    return buf[off + 4:end].decode("utf-8", "replace"), buf[end] != 0
 
 
 def decode_multi(buf: bytes, off: int, allowed: dict[int, Any]) -> list[tuple[int, Any]] | None:

@@ -207,9 +207,10 @@ class ZKServer:
         self.dirty.discard(conn)
         self.stats.throttled.discard(conn)
 
-    def four_letter(self, word: bytes, conn: ServerConnection) -> str | None:
-        """The answer to a four-letter word, or None when `word` is not one."""
-        return fourletter.answer(self, word.decode("latin-1"), conn)
+    def four_letter(self, head: bytes, conn: ServerConnection) -> str | None:
+        """The answer to the four-letter word `head` starts with (stmk: its mask follows), or
+        None when those 4 bytes are a packet length."""
+        return fourletter.answer(self, head[:4].decode("latin-1"), conn, head[4:12])
 
     def connect(self, conn: ServerConnection, req: ConnectRequest) -> None:
         """Handle a ConnectRequest: a new session, or a reconnect to an existing one."""

@@ -52,8 +52,9 @@ KNOWN = frozenset({
 _LONG = struct.Struct(">q")
 
 
-def answer(server: ZKServer, word: str, conn: ServerConnection | None = None) -> str | None:
+def answer(server: ZKServer, word: str, conn: ServerConnection | None = None, extra: bytes = b"") -> str | None:
     """The text for `word`, or None if it is not a four-letter word (then it is a length).
+    `extra` is what the client sent after the word (stmk's mask).
 
     Counts the word as one packet received and its answer as one sent, as ZooKeeper does
     (the asking connection shows ``recved=1,sent=0`` in its own ``stat``).
@@ -69,7 +70,7 @@ def answer(server: ZKServer, word: str, conn: ServerConnection | None = None) ->
     elif word in _NEEDS_SERVING and not server.consensus.is_serving() and not read_only(server):
         text = NOT_SERVING
     elif word == "stmk":
-        text = _set_trace_mask(server, conn)
+        text = _set_trace_mask(server, extra)
     else:
         text = COMMANDS[word](server)
     stats.packets_sent += 1
@@ -550,12 +551,12 @@ def gtmk(server: ZKServer) -> str:
     return str(server.stats.trace_mask)
 
 
-def _set_trace_mask(server: ZKServer, conn: ServerConnection | None) -> str:
+def _set_trace_mask(server: ZKServer, extra: bytes) -> str:
     """stmk: the 8 bytes after the word are the new mask (a long); without them ZooKeeper
     answers nothing."""
-    if conn is None or len(conn.buf) < 12:
+    if len(extra) < 8:
         return ""
-    server.stats.trace_mask = _LONG.unpack_from(bytes(conn.buf[4:12]))[0]
+    server.stats.trace_mask = _LONG.unpack_from(extra)[0]
     return str(server.stats.trace_mask)
 
 
