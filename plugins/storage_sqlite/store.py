@@ -8,6 +8,8 @@ the same connection, as ZooKeeper keeps its transaction log in dataLogDir; ``tru
 then removes snapshots before txns, so a crash between the two leaves no snapshot above the
 log. ``sqlite.url=<SQLAlchemy URL>`` in zoo.cfg names another
 database instead, and nothing is kept under dataDir. The schema uses portable types only.
+``append``, the statement of every write, is compiled once by SQLAlchemy for the database's
+dialect and run on the driver's connection.
 
 On-disk format and the rules this module keeps:
 
@@ -142,6 +144,9 @@ class SqliteStore:
         self._conn: Connection | None = None
         self._location = ""
         self._last = 0
+        self._append_sql = ""  # the batch INSERT, compiled once for the database's driver
+        self._append_keys: tuple[str, ...] | None = None  # its positional parameter order
+        self._driver_error: type[Exception] = Exception
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -171,7 +176,19 @@ class SqliteStore:
             self._conn.commit()
         except SQLAlchemyError as e:
             raise StoreError(f"cannot open {self._location}: {_one_line(e)}") from e
+        self._compile_append(translate[LOG_SCHEMA])
         self._last = self._drop_corrupt_tail()
+
+    def _compile_append(self, log_schema: str | None) -> None:
+        """Compile the batch INSERT once: `append`, the one statement of every write, runs it
+        on the driver's connection (SQLAlchemy's per-statement work doubled a lone write's
+        cost)."""
+        assert self._conn is not None
+        table = txnlog.to_metadata(MetaData(), schema=log_schema)
+        compiled = insert(table).compile(dialect=self._conn.dialect)
+        self._append_sql = str(compiled)
+        self._append_keys = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self._driver_error = self._conn.dialect.loaded_dbapi.Error
 
     def _sqlite_pragmas(self, dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
@@ -223,13 +240,28 @@ class SqliteStore:
     # -- the log ------------------------------------------------------------------------------
 
     def append(self, txns: Sequence[tuple[int, bytes]]) -> None:
-        """Store the batch as one row, in one transaction (one sync)."""
+        """Store the batch as one row, in one transaction (one sync), through the driver."""
         if not txns:
             return
         if txns[0][0] <= self._last:
             raise ValueError(f"zxid {txns[0][0]:#x} is not above the last, {self._last:#x}")
-        with self._transaction() as conn:
-            conn.execute(_INSERT_BATCH, _batch_row(txns))
+        if self._conn is None:
+            raise StoreError(f"the {NAME} store is not open")
+        row = _batch_row(txns)
+        keys = self._append_keys
+        params: Any = tuple(row[k] for k in keys) if keys is not None else row
+        driver = self._conn.connection.dbapi_connection
+        assert driver is not None
+        try:
+            cursor = driver.cursor()
+            try:
+                cursor.execute(self._append_sql, params)
+            finally:
+                cursor.close()
+            driver.commit()
+        except self._driver_error as e:
+            driver.rollback()
+            raise StoreError(f"{self._location}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
         self._last = txns[-1][0]
 
     def read_from(self, zxid: int) -> Iterator[tuple[int, bytes]]:
