@@ -1,6 +1,6 @@
 """Server CPU per request without the network: frames fed to a connection on a StringTransport.
 
-    python bench/micro.py [get|exists|set|create|multi] [--n 20000] [--repeat 5] [--profile]
+    python bench/micro.py [get|exists|set|mixed|create|multi] [--n 20000] [--repeat 5] [--profile]
 
 Reads are answered inside dataReceived; writes go through prep, the memory store's append on
 the calling thread (no storage thread), commit and reply, so the figure is the reactor's own
@@ -64,6 +64,9 @@ def requests(kind: str, n: int, first: int = 0) -> bytes:
         return b"".join(frame(i, OpCode.getData, PathWatchRequest(f"/k{i % 1000}", False)) for i in range(n))
     if kind == "exists":
         return b"".join(frame(i, OpCode.exists, PathWatchRequest(f"/k{i % 1000}", False)) for i in range(n))
+    if kind == "mixed":  # 90 % get / 10 % set, as bench/run.py's mixed
+        return b"".join(frame(i, OpCode.setData, SetDataRequest(f"/k{i % 1000}", b"x" * 100, -1)) if i % 10 == 9
+                        else frame(i, OpCode.getData, PathWatchRequest(f"/k{i % 1000}", False)) for i in range(n))
     if kind == "set":
         return b"".join(frame(i, OpCode.setData, SetDataRequest(f"/k{i % 1000}", b"x" * 100, -1)) for i in range(n))
     if kind == "multi":
@@ -72,6 +75,18 @@ def requests(kind: str, n: int, first: int = 0) -> bytes:
         return b"".join(frame(i, OpCode.create, CreateRequest(f"/c{i}", b"x" * 100, OPEN, 0))
                         for i in range(first, first + n))
     raise SystemExit(f"unknown workload {kind}")
+
+
+def _chunks(data: bytes, batch: int) -> list[bytes]:
+    """`data` cut after every `batch` frames (one dataReceived each)."""
+    chunks, start, off, count = [], 0, 0, 0
+    while off < len(data):
+        off += 4 + struct.unpack_from(">i", data, off)[0]
+        count += 1
+        if count == batch or off == len(data):
+            chunks.append(data[start:off])
+            start, count = off, 0
+    return chunks
 
 
 def main() -> None:
@@ -89,8 +104,7 @@ def main() -> None:
     best = float("inf")
     for run in range(args.repeat):
         data = requests(args.kind, args.n, first=run * args.n)
-        size = len(data) // args.n  # all frames of one workload have the same size here
-        chunks = [data[i:i + size * args.batch] for i in range(0, len(data), size * args.batch)]
+        chunks = _chunks(data, args.batch)
         start = time.process_time()
         if prof:
             prof.enable()

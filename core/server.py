@@ -376,28 +376,41 @@ class ZKServer:
     def commit(self, txn: Txn) -> None:
         """CommitSink: apply a committed txn, then complete the reply waiting for it."""
         result = self.tree.apply(txn)
-        self._track_session(txn)
         self.snapshotter.txn_logged()
         h = txn.header
         if not h.zxid % DIGEST_LOG_INTERVAL:
             self.stats.log_digest(h.zxid, self.tree.digest)
+        if h.type == OpCode.createSession or h.type == OpCode.closeSession:
+            self._session_committed(txn)
+            return
+        waiter = self.waiting.pop((h.clientId, h.cxid), None)
+        if waiter is not None:
+            conn, slot, op = waiter
+            if result.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
+                reply = reply_frame(h.cxid, h.zxid, result.err)
+            elif op == OpCode.multi:
+                reply = reply_frame(h.cxid, h.zxid, 0, _multi_body(result.multi or []))
+            else:
+                reply = reply_frame(h.cxid, h.zxid, 0, _response_body(op, result))
+            conn.complete(slot, reply)
+
+    def _session_committed(self, txn: Txn) -> None:
+        """A createSession binds the connection waiting for it; a closeSession answers its
+        closeSession request (if any) and closes the session's connection."""
+        self._track_session(txn)
+        h = txn.header
         if h.type == OpCode.createSession:
             conn = self.handshakes.pop(h.clientId, None)
             if conn is not None and not conn.closing:
                 self._bind(conn, h.clientId, conn.timeout)
             return
         waiter = self.waiting.pop((h.clientId, h.cxid), None)
-        if h.type == OpCode.closeSession:
-            conn = self.connections.pop(h.clientId, None)
-            if waiter is not None:
-                waiter[0].complete(waiter[1], reply_frame(h.cxid, h.zxid, 0))
-            if conn is not None:
-                conn.close()
-            log.info("Processed session termination for sessionid: 0x{sid:x}", sid=h.clientId & (2**64 - 1))
-            return
+        conn = self.connections.pop(h.clientId, None)
         if waiter is not None:
-            conn, slot, op = waiter
-            conn.complete(slot, self._write_reply(op, h.cxid, h.zxid, result))
+            waiter[0].complete(waiter[1], reply_frame(h.cxid, h.zxid, 0))
+        if conn is not None:
+            conn.close()
+        log.info("Processed session termination for sessionid: 0x{sid:x}", sid=h.clientId & (2**64 - 1))
 
     def _track_session(self, txn: Txn) -> None:
         h = txn.header
@@ -434,15 +447,6 @@ class ZKServer:
             dirty.pop().flush()
         if self.stats.throttled and len(self.waiting) <= self.config.global_outstanding_limit:
             self.stats.unthrottle()
-
-    def _write_reply(self, op: int, xid: int, zxid: int, r: TxnResult) -> bytes:
-        if r.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
-            return reply_frame(xid, zxid, r.err)
-        return reply_frame(xid, zxid, 0, self._result_body(op, r))
-
-    @staticmethod
-    def _result_body(op: int, r: TxnResult) -> bytes:
-        return _multi_body(r.multi or []) if op == OpCode.multi else _response_body(op, r)
 
     # -- reads ----------------------------------------------------------------------------
 
