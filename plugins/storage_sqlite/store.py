@@ -147,6 +147,7 @@ class SqliteStore:
         self._append_sql = ""  # the batch INSERT, compiled once for the database's driver
         self._append_keys: tuple[str, ...] | None = None  # its positional parameter order
         self._driver_error: type[Exception] = Exception
+        self._cursor: Any = None  # the driver's cursor `append` reuses
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -220,6 +221,9 @@ class SqliteStore:
 
     def close(self) -> None:
         """Close the connection and the engine's pool."""
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
         if self._conn is not None:
             self._conn.close()
         if self._engine is not None:
@@ -253,11 +257,9 @@ class SqliteStore:
         driver = self._conn.connection.dbapi_connection
         assert driver is not None
         try:
-            cursor = driver.cursor()
-            try:
-                cursor.execute(self._append_sql, params)
-            finally:
-                cursor.close()
+            if self._cursor is None:
+                self._cursor = driver.cursor()
+            self._cursor.execute(self._append_sql, params)
             driver.commit()
         except self._driver_error as e:
             driver.rollback()
