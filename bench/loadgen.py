@@ -7,6 +7,12 @@ that the client is not what limits the server. Requests are prebuilt bytes (core
 encodes them once); a refill is a slice of a ring of prebuilt frames and one ``send``; a reply is
 counted by walking frame lengths and reading ReplyHeader.err, nothing more.
 
+Latency under load: each session keeps the perf_counter_ns send time of every request in flight
+in a deque, in send order (a session's replies come back in request order; notifications and
+pings, xid < 0, are skipped); each reply received inside the measured window pops one and appends
+``now - sent`` (ns) to an array('q') of the worker, `now` being read once per ``recv``. The
+coordinator merges the workers' sorted arrays and reports p50/p99/p99.9 (µs).
+
 Measured window: the coordinator (`run_load`) waits until every worker has connected, then
 gives all of them the same CLOCK_MONOTONIC instants ``t_start = now + warmup`` and
 ``t_stop = t_start + duration``. Replies received inside [t_start, t_stop) are counted; the
@@ -24,14 +30,18 @@ import dataclasses
 import math
 import os
 import random
+import re
+import resource
 import selectors
 import socket
 import struct
 import sys
 import time
-from collections import Counter
+from array import array
+from collections import Counter, deque
+from itertools import chain, repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -41,14 +51,16 @@ from core.records import (  # noqa: E402
     ACL, ConnectRequest, ConnectResponse, CreateRequest, DeleteRequest, Id, MultiHeader,
     PathWatchRequest, SetDataRequest, StatResponse,
 )
+from core.testing.net import four_letter_word  # noqa: E402
 
 # -- wire constants -------------------------------------------------------------------------
 
 OP_CREATE, OP_DELETE, OP_EXISTS, OP_GETDATA, OP_SETDATA = 1, 2, 3, 4, 5
 OP_GETCHILDREN, OP_MULTI = 8, 14
+OP_CLOSESESSION = -11
 PERSISTENT, PERSISTENT_SEQUENTIAL = 0, 2
 OPEN_ACL_UNSAFE = [ACL(31, Id("world", "anyone"))]
-NODEEXISTS = -110
+NONODE, NODEEXISTS = -101, -110
 
 REQ_HDR = struct.Struct(">iii")      # frame length, xid, op type
 REPLY_HDR = struct.Struct(">iiqi")   # frame length, xid, zxid, err
@@ -56,6 +68,8 @@ LEN = struct.Struct(">i")
 
 CONNECT_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 10.0
+LAT_CAP = 1_000_000   # latencies kept per worker process and run (8 MB); later replies uncounted
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # -- the benchmark's data layout ------------------------------------------------------------
@@ -63,6 +77,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = "/bench"
 KEYS_PARENT = ROOT + "/k"
 CHILDREN_PARENT = ROOT + "/children"
+WATCH_PARENT = ROOT + "/w"           # never created: the watched paths do not exist
 N_KEYS = 1000
 N_CHILDREN = 1000
 VALUE_SIZE = 100
@@ -70,6 +85,11 @@ VALUE_SIZE = 100
 
 def key_path(i: int) -> str:
     return f"{KEYS_PARENT}/{i:04d}"   # fixed width: every key's request has the same length
+
+
+def watch_path(i: int) -> str:
+    """The `i`-th path the `watches` option sets an exists-watch on (a node that never exists)."""
+    return f"{WATCH_PARENT}/{i:05d}"
 
 
 def value(size: int = VALUE_SIZE, salt: int = 0) -> bytes:
@@ -95,6 +115,36 @@ def system_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def raise_nofile_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (children started afterwards
+    inherit it: servers and load workers with 1,000 sessions); returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def server_watch_count(host: str, port: int) -> int | None:
+    """Total watches the server reports (`wchs`), None if it does not answer it."""
+    try:
+        m = re.search(r"Total watches:\s*(\d+)", four_letter_word(host, port, "wchs"))
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
+def percentiles_us(lat_ns: Sequence[int]) -> dict[str, float | None]:
+    """p50 / p99 / p99.9 (nearest rank) of sorted latencies in ns, in µs (None when empty)."""
+    n = len(lat_ns)
+
+    def pct(p: float) -> float | None:
+        return lat_ns[min(n - 1, int(math.ceil(p / 100.0 * n)) - 1)] / 1000.0 if n else None
+
+    return {"p50_us": pct(50), "p99_us": pct(99), "p999_us": pct(99.9)}
+
+
 def proc_rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -110,8 +160,8 @@ def frame_request(xid: int, op: int, body: bytes) -> bytes:
     return REQ_HDR.pack(8 + len(body), xid, op) + body
 
 
-def body_get(path: str) -> bytes:
-    return PathWatchRequest.encode(PathWatchRequest(path, False))
+def body_get(path: str, watch: bool = False) -> bytes:
+    return PathWatchRequest.encode(PathWatchRequest(path, watch))
 
 
 def body_set(path: str, data: bytes) -> bytes:
@@ -287,24 +337,60 @@ class SyncClient:
 
     def pipeline(self, reqs: list[tuple[int, bytes]], window: int = 128) -> list[tuple[int, bytes]]:
         """Send `reqs` keeping up to `window` in flight; [(err, body)] in order."""
-        out: list[tuple[int, bytes]] = []
-        i = 0
-        while i < len(reqs):
-            chunk = reqs[i:i + window]
-            frames = []
-            for op, body in chunk:
-                self.xid += 1
-                frames.append(frame_request(self.xid, op, body))
-            self.sock.sendall(b"".join(frames))
-            for _ in chunk:
-                fr = recv_frame(self.sock)
-                xid, _zxid, err = struct.unpack_from(">iqi", fr, 0)
-                while xid < 0:   # notification / ping: not ours
-                    fr = recv_frame(self.sock)
-                    xid, _zxid, err = struct.unpack_from(">iqi", fr, 0)
-                out.append((err, fr[16:]))
-            i += window
+        out = pipeline(self.sock, reqs, self.xid, window)
+        self.xid += len(reqs)
         return out
+
+
+def pipeline(sock: socket.socket, reqs: list[tuple[int, bytes]], xid0: int = 0,
+             window: int = 128) -> list[tuple[int, bytes]]:
+    """Send `reqs` (xids from `xid0` + 1) on a blocking session socket keeping up to `window`
+    in flight; [(err, body)] in order."""
+    out: list[tuple[int, bytes]] = []
+    xid = xid0
+    i = 0
+    while i < len(reqs):
+        chunk = reqs[i:i + window]
+        frames = []
+        for op, body in chunk:
+            xid += 1
+            frames.append(frame_request(xid, op, body))
+        sock.sendall(b"".join(frames))
+        for _ in chunk:
+            fr = recv_frame(sock)
+            rxid, _zxid, err = struct.unpack_from(">iqi", fr, 0)
+            while rxid < 0:   # notification / ping: not ours
+                fr = recv_frame(sock)
+                rxid, _zxid, err = struct.unpack_from(">iqi", fr, 0)
+            out.append((err, fr[16:]))
+        i += window
+    return out
+
+
+def set_watches(sock: socket.socket, g: int, G: int, count: int) -> None:
+    """Session `g` of `G` sets exists-watches on its share (i = g mod G) of `count` paths."""
+    reqs = [(OP_EXISTS, body_get(watch_path(i), watch=True)) for i in range(g, count, G)]
+    bad = Counter(err for err, _ in pipeline(sock, reqs) if err not in (0, NONODE))
+    if bad:
+        raise RuntimeError(f"setting watches failed: {dict(bad)}")
+
+
+def close_sessions(socks: list[socket.socket], timeout: float = CLOSE_TIMEOUT) -> None:
+    """closeSession on every session (as a client library's close does), then wait, at most
+    `timeout` s in all, until the server has closed each connection: no session outlives the
+    run to expire during a later one."""
+    frame = frame_request(0x7FFFFFFF, OP_CLOSESESSION, b"")
+    deadline = time.monotonic() + timeout
+    for sock in socks:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        sock.sendall(frame)
+    for sock in socks:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            while sock.recv(1 << 16):   # the reply, then EOF
+                pass
+        except OSError:   # timed out or reset: stop waiting for this one
+            pass
 
     def num_children(self, path: str) -> int | None:
         err, body = self.call(OP_EXISTS, body_get(path))
@@ -343,6 +429,7 @@ class _Sess:
     wbuf: memoryview | None = None
     outstanding: int = 0
     done: bool = False    # source exhausted and nothing in flight
+    sent: deque[int] = dataclasses.field(default_factory=deque)   # send times (ns) in flight
 
 
 def _worker(conn: Any, host: str, port: int, spec: dict[str, Any], g0: int, nsess: int, G: int,
@@ -363,15 +450,20 @@ def _worker_body(conn: Any, host: str, port: int, spec: dict[str, Any], g0: int,
     sources = [build_source(spec, g0 + j, G) for j in range(nsess)]
     sessions = []
     try:
-        for src in sources:
+        for j, src in enumerate(sources):
             s = connect_session(host, port)
-            s.setblocking(False)
             sessions.append(_Sess(s, src))
+            if spec.get("watches"):
+                set_watches(s, g0 + j, G, spec["watches"])
+            s.setblocking(False)
         conn.send(("ready", None))
         if not conn.poll(120):
             raise TimeoutError("no start signal from the coordinator")
         t_start, t_stop = conn.recv()
-        return _drive(sessions, window, t_start, t_stop)
+        result = _drive(sessions, window, t_start, t_stop)
+        if not result["timed_out"]:
+            close_sessions([s.sock for s in sessions])
+        return result
     finally:
         for s in sessions:
             try:
@@ -387,6 +479,9 @@ def _drive(sessions: list[_Sess], window: int, t_start: float, t_stop: float) ->
     cpu_start = cpu_stop = None
     last_counted_t = t_start
     mono = time.monotonic
+    ns = time.perf_counter_ns
+    lat = array("q")
+    lat_append = lat.append
     pcpu = time.process_time
     unpack = REPLY_HDR.unpack_from
     refill_min = max(1, window // 8)
@@ -399,6 +494,7 @@ def _drive(sessions: list[_Sess], window: int, t_start: float, t_stop: float) ->
         if not got:
             return
         s.outstanding += got
+        s.sent.extend(repeat(ns(), got))
         if s.wbuf is not None:   # a send is pending: append after it
             s.wbuf = memoryview(bytes(s.wbuf) + bytes(data))
             return
@@ -463,9 +559,17 @@ def _drive(sessions: list[_Sess], window: int, t_start: float, t_stop: float) ->
             total += n
             ok_total += n
             t = mono()
+            popleft = s.sent.popleft
             if t_start <= t < t_stop:
                 counted += n
                 last_counted_t = t
+            if t_start <= t < t_stop and len(lat) < LAT_CAP:
+                t_ns = ns()
+                for _ in range(n):
+                    lat_append(t_ns - popleft())
+            else:
+                for _ in range(n):
+                    popleft()
             if not stopped and s.src.left and window - s.outstanding >= refill_min:
                 push(s, window - s.outstanding)
             if s.outstanding == 0 and (stopped or not s.src.left) and s.wbuf is None:
@@ -495,6 +599,7 @@ def _drive(sessions: list[_Sess], window: int, t_start: float, t_stop: float) ->
         "exhausted": exhausted and last_counted_t < t_stop,
         "last_counted_t": last_counted_t,
         "timed_out": timed_out,
+        "lat_ns": array("q", sorted(lat)),   # sorted here: the coordinator's merge is then cheap
     }
 
 
@@ -506,7 +611,9 @@ def run_load(host: str, port: int, spec: dict[str, Any], *, server_pid: int | No
              warmup: float = 1.0) -> dict[str, Any]:
     """Run `spec` with `procs` processes x `sessions` sessions x `window` in flight.
 
-    Returns ops/s in the measured window, server and client CPU, errors.
+    Returns ops/s in the measured window, server and client CPU, errors, p50/p99/p99.9 of the
+    replies' latencies (µs). spec["watches"] = N: before the window, the sessions set
+    exists-watches on N paths that do not exist (`watch_path`), split over them.
     """
     import multiprocessing as mp
     from multiprocessing.connection import wait
@@ -528,6 +635,7 @@ def run_load(host: str, port: int, spec: dict[str, Any], *, server_pid: int | No
             kind, msg = c.recv()
             if kind != "ready":
                 raise RuntimeError(f"load worker failed: {msg}")
+        server_watches = server_watch_count(host, port) if spec.get("watches") else None
         t_start = time.monotonic() + warmup
         t_stop = t_start + duration
         for _, c in workers:
@@ -572,6 +680,7 @@ def run_load(host: str, port: int, spec: dict[str, Any], *, server_pid: int | No
     for r in results:
         errors.update(r["errors"])
     client_cpu = sum(r["client_cpu"] for r in results)
+    lat_ns = sorted(chain.from_iterable(r["lat_ns"] for r in results))
     out = {
         "workload": spec["workload"],
         "ops": ops,
@@ -585,7 +694,11 @@ def run_load(host: str, port: int, spec: dict[str, Any], *, server_pid: int | No
         "client_cpu_s": client_cpu,
         "client_us_per_op": client_cpu * 1e6 / ops if ops else None,
         "procs": procs, "sessions": G, "window": window,
+        "lat_n": len(lat_ns), **percentiles_us(lat_ns),
     }
+    if spec.get("watches"):
+        out["watches"] = spec["watches"]
+        out["server_watches"] = server_watches
     if srv0 is not None and srv1 is not None:
         out["server_cpu_s"] = srv1 - srv0
         out["server_us_per_op"] = (srv1 - srv0) * 1e6 / ops if ops else None
@@ -655,16 +768,9 @@ def run_latency(host: str, port: int, workload: str, *, server_pid: int | None,
         sock.close()
     lat.sort()
     n = len(lat)
-
-    def pct(p: float) -> float | None:
-        if not n:
-            return None
-        return lat[min(n - 1, int(math.ceil(p / 100.0 * n)) - 1)] / 1000.0
-
     out = {
         "workload": f"lat-{workload}", "ops": n, "elapsed": duration,
-        "ops_per_s": n / duration, "errors": dict(errors),
-        "p50_us": pct(50), "p99_us": pct(99), "p999_us": pct(99.9),
+        "ops_per_s": n / duration, "errors": dict(errors), **percentiles_us(lat),
         "mean_us": (sum(lat) / n / 1000.0) if n else None,
         "client_cpu_s": (cpu1 - cpu0) if cpu0 is not None else None,
         "client_us_per_op": ((cpu1 - cpu0) * 1e6 / n) if (cpu0 is not None and n) else None,
@@ -688,7 +794,9 @@ if __name__ == "__main__":   # a quick manual run against a server already liste
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--sessions", type=int, default=4)
     ap.add_argument("--window", type=int, default=100)
+    ap.add_argument("--watches", type=int, default=0, help="exists-watches to set before the load")
     a = ap.parse_args()
+    raise_nofile_limit()
     h, _, pt = a.hostport.rpartition(":")
     if not h.startswith("127.") and h != "localhost":
         sys.exit("loopback only")
@@ -696,7 +804,7 @@ if __name__ == "__main__":   # a quick manual run against a server already liste
     if a.workload.startswith("lat-"):
         r = run_latency(h, int(pt), a.workload[4:], server_pid=a.pid, duration=a.duration)
     else:
-        spec: dict[str, Any] = {"workload": a.workload}
+        spec: dict[str, Any] = {"workload": a.workload, "watches": a.watches}
         if a.workload == "create":
             spec["parent"] = ROOT + f"/seq{os.getpid()}"
             create_parent(h, int(pt), spec["parent"])

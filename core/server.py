@@ -8,6 +8,7 @@ that asked for it, matched by (session id, cxid), as ZooKeeper's FinalRequestPro
 
 from __future__ import annotations
 
+import gc
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -131,15 +132,19 @@ class ZKServer:
         txn after it (at start, and on a member whose log was truncated). Fires with whether
         there was a snapshot."""
         snapshot = yield self.storage.run(self.store.load_snapshot)
-        if snapshot is not None:
-            tree, sessions, _ = deserialize(snapshot[1])
-            tree.last_zxid = snapshot[0]  # fuzzy: the log after this zxid makes it whole
-            self.reset(tree, sessions)
-        else:
-            self.reset(DataTree(), {})
-        txns = yield self.storage.run(lambda: list(self.store.read_from(self.tree.last_zxid)))
-        for _, payload in txns:
-            self.replay(decode_txn(payload))
+        txns = yield self.storage.run(lambda: list(self.store.read_from(snapshot[0] if snapshot else 0)))
+        gc.disable()  # everything built here lives on: no collector passes over a growing tree
+        try:
+            if snapshot is not None:
+                tree, sessions, _ = deserialize(snapshot[1])
+                tree.last_zxid = snapshot[0]  # fuzzy: the log after this zxid makes it whole
+                self.reset(tree, sessions)
+            else:
+                self.reset(DataTree(), {})
+            for _, payload in txns:
+                self.replay(decode_txn(payload))
+        finally:
+            gc.enable()
         last_logged = yield self.storage.run(self.store.last_zxid)
         if last_logged > self.tree.last_zxid:  # read_from stopped early: a corrupt record
             info = yield self.storage.run(self.store.describe)
