@@ -81,6 +81,7 @@ class ZKServer:
         self.handshakes: dict[int, ServerConnection] = {}  # session id -> connection awaiting createSession
         self.waiting: dict[tuple[int, int], tuple[ServerConnection, Slot, int]] = {}
         self.dirty: set[ServerConnection] = set()
+        self._flush_scheduled = False
         self.started_ms = self.now_ms()
         self.stats = ServerStats(reactor.seconds)  # core.ops: 4lw, AdminServer, metrics
         self.snapshotter = Snapshotter(self)
@@ -444,6 +445,17 @@ class ZKServer:
         self.flush()
         for conn in list(self.all_connections):
             conn.close()
+
+    def flush_soon(self) -> None:
+        """`flush` once this reactor turn's work is done: commits arriving one packet at a time
+        (an ensemble's COMMITs and ACKs, many per read) then leave in one write per connection."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.reactor.callLater(0, self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
 
     def flush(self) -> None:
         """Write out every connection that has queued frames (after a batch of commits)."""

@@ -521,7 +521,7 @@ class Leader:
         if committed:
             while self.syncs and self.syncs[0][0] <= self.last_committed:
                 self.syncs.popleft()[1]()
-            server.flush()
+            server.flush_soon()
 
     def after_outstanding(self, action: Callable[[], None]) -> None:
         """Run `action` once every proposal made so far is committed (Leader.processSync)."""

@@ -384,7 +384,7 @@ class Learner:
                     server.synced(self.syncs.popleft())
             done = True
         if done:
-            server.flush()
+            server.flush_soon()
 
     def _check_digest(self, zxid: int, txn: Txn) -> None:
         """DataTree.compareDigest (quorum.md 3.2): the leader's TxnDigest (version 2) against our
