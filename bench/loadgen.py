@@ -341,6 +341,12 @@ class SyncClient:
         self.xid += len(reqs)
         return out
 
+    def num_children(self, path: str) -> int | None:
+        err, body = self.call(OP_EXISTS, body_get(path))
+        if err != 0:
+            return None
+        return StatResponse.decode(body, 0)[0].stat.numChildren
+
 
 def pipeline(sock: socket.socket, reqs: list[tuple[int, bytes]], xid0: int = 0,
              window: int = 128) -> list[tuple[int, bytes]]:
@@ -382,21 +388,18 @@ def close_sessions(socks: list[socket.socket], timeout: float = CLOSE_TIMEOUT) -
     frame = frame_request(0x7FFFFFFF, OP_CLOSESESSION, b"")
     deadline = time.monotonic() + timeout
     for sock in socks:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        sock.sendall(frame)
-    for sock in socks:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            sock.sendall(frame)
+        except OSError:   # already closed by the server: nothing to close
+            pass
+    for sock in socks:
+        try:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
             while sock.recv(1 << 16):   # the reply, then EOF
                 pass
         except OSError:   # timed out or reset: stop waiting for this one
             pass
-
-    def num_children(self, path: str) -> int | None:
-        err, body = self.call(OP_EXISTS, body_get(path))
-        if err != 0:
-            return None
-        return StatResponse.decode(body, 0)[0].stat.numChildren
 
 
 def setup_tree(host: str, port: int, size: int = VALUE_SIZE) -> None:
@@ -559,11 +562,12 @@ def _drive(sessions: list[_Sess], window: int, t_start: float, t_stop: float) ->
             total += n
             ok_total += n
             t = mono()
-            popleft = s.sent.popleft
-            if t_start <= t < t_stop:
+            in_window = t_start <= t < t_stop
+            if in_window:
                 counted += n
                 last_counted_t = t
-            if t_start <= t < t_stop and len(lat) < LAT_CAP:
+            popleft = s.sent.popleft
+            if in_window and len(lat) < LAT_CAP:
                 t_ns = ns()
                 for _ in range(n):
                     lat_append(t_ns - popleft())
@@ -645,7 +649,7 @@ def run_load(host: str, port: int, spec: dict[str, Any], *, server_pid: int | No
         sys0 = system_busy_seconds()
         # until t_stop, or earlier when every worker has reported (count-bounded sources)
         pending = {c: p for p, c in workers}
-        results = []
+        results: list[dict[str, Any]] = []
 
         def collect(timeout: float) -> None:
             for c in wait(list(pending), timeout):

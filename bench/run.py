@@ -4,17 +4,20 @@
                         [--workloads get,set,...] [--quick]
     python bench/run.py memory  [--store sqlite] [--count 200000]
     python bench/run.py profile [--store memory] [--workloads get,set] [--profiler py-spy|cprofile]
+    python bench/run.py scale   [--store sqlite] [--duration 5] [--rounds 3] [--quick]
 
 `bench` starts Apache ZooKeeper 3.8 (Debian's jar, forceSync on) and ours (one server per
 --store), each on a free port of its own 127.0.0.x address with its own temp dataDir, runs every
 workload on each in turn (the order of the servers reverses every round: A/B, B/A, ...), and
 writes the medians to bench/results/latest.md (+ latest.json, + latest.png with matplotlib).
+`scale` does the same with 1 to 1,000 sessions and with 10,000 watches set (scale.md/json).
 Servers are stopped by their PID in `finally`, always. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -31,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen as lg  # noqa: E402  (puts the repo on sys.path)
@@ -59,6 +62,8 @@ DESCRIPTIONS = {
     "lat-get": "get, 1 in flight",
     "lat-set": "set, 1 in flight",
 }
+
+Runs = dict[str, dict[str, list[dict[str, Any]]]]   # server label -> run name -> one per round
 
 
 # -- servers --------------------------------------------------------------------------------
@@ -90,6 +95,7 @@ class Server:
             "clientPort": str(self.port),
             "admin.enableServer": "false",
             "4lw.commands.whitelist": "*",
+            "maxClientCnxns": "0",   # no per-host limit: `scale` opens 1,000 sessions from here
         }
 
     def argv(self) -> tuple[list[str], Path]:
@@ -185,6 +191,15 @@ def label_name(label: str) -> str:
     return "Apache 3.8" if label == "apache" else f"ours ({label.split('-', 1)[1]})"
 
 
+def stop_servers(servers: list[Server]) -> None:
+    """Stop every server by its PID and remove its temp dir, even if one of them fails."""
+    for srv in servers:
+        try:
+            srv.cleanup()
+        except Exception as e:  # keep stopping the others
+            print(f"stopping {srv.label}: {e}", file=sys.stderr)
+
+
 def _on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(f"signal {signum}")
 
@@ -225,11 +240,23 @@ class Bench:
         self.a = args
 
     def load(self, srv: Server, spec: dict[str, Any], duration: float | None = None,
-             warmup: float | None = None) -> dict[str, Any]:
-        return lg.run_load(srv.host, srv.port, spec, server_pid=srv.pid, procs=self.a.procs,
-                           sessions=self.a.sessions, window=self.a.window,
+             warmup: float | None = None, *, procs: int | None = None,
+             sessions: int | None = None, window: int | None = None) -> dict[str, Any]:
+        """`spec` pipelined on `srv`; the command line's shape and timing unless given here."""
+        return lg.run_load(srv.host, srv.port, spec, server_pid=srv.pid,
+                           procs=self.a.procs if procs is None else procs,
+                           sessions=self.a.sessions if sessions is None else sessions,
+                           window=self.a.window if window is None else window,
                            duration=self.a.duration if duration is None else duration,
                            warmup=self.a.warmup if warmup is None else warmup)
+
+    def prepare(self, srv: Server) -> None:
+        """Start `srv`, create the benchmark's tree, and warm it up untimed (mixed load)."""
+        srv.start()
+        lg.setup_tree(srv.host, srv.port)
+        print(f"[{srv.label}] pid {srv.pid} on {srv.host}:{srv.port}", flush=True)
+        # warm up (Apache's JIT, our caches) untimed: mixed reads and writes
+        self.load(srv, {"workload": "mixed", "seed": 99}, duration=self.a.server_warmup, warmup=0.0)
 
     def populate(self, srv: Server, parent: str, count: int) -> int:
         """`count` sequential creates under `parent` as fast as they go; how many succeeded."""
@@ -266,6 +293,25 @@ class Bench:
         return self.load(srv, {"workload": w, "seed": rnd})
 
 
+def alternate(servers: list[Server], names: list[str], rounds: int,
+              run: Callable[[Server, str, int], dict[str, Any]]) -> Runs:
+    """`run(server, name, round)` for every name on every server in turn, `rounds` times, the
+    server order reversed every round (A/B/C, C/B/A, ...); the results, each tagged with its round."""
+    runs: Runs = {srv.label: {n: [] for n in names} for srv in servers}
+    width = max(9, *map(len, names))
+    for rnd in range(rounds):
+        for name in names:
+            order = servers if rnd % 2 == 0 else list(reversed(servers))
+            for srv in order:
+                if srv.proc is None or srv.proc.poll() is not None:
+                    raise RuntimeError(f"{srv.label} died:\n{srv.log_tail()}")
+                r = run(srv, name, rnd)
+                r["round"] = rnd
+                runs[srv.label][name].append(r)
+                print(f"round {rnd + 1}/{rounds} {name:{width}s} {srv.label:13s} {fmt_run(r)}", flush=True)
+    return runs
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     stores = [s for s in a.store.split(",") if s]
     workloads = [w for w in a.workloads.split(",") if w] if a.workloads else list(ALL_WORKLOADS)
@@ -275,33 +321,14 @@ def cmd_bench(a: argparse.Namespace) -> int:
     b = Bench(a)
     mach = machine()
     servers: list[Server] = []
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     t_begin = time.monotonic()
     try:
         servers = make_servers(stores)
         for srv in servers:
-            srv.start()
-            lg.setup_tree(srv.host, srv.port)
-            print(f"[{srv.label}] pid {srv.pid} on {srv.host}:{srv.port}", flush=True)
-            # warm up (Apache's JIT, our caches) untimed: mixed reads and writes
-            b.load(srv, {"workload": "mixed", "seed": 99}, duration=a.server_warmup, warmup=0.0)
-            runs[srv.label] = {w: [] for w in workloads}
-        for rnd in range(a.rounds):
-            for w in workloads:
-                order = servers if rnd % 2 == 0 else list(reversed(servers))
-                for srv in order:
-                    if srv.proc is None or srv.proc.poll() is not None:
-                        raise RuntimeError(f"{srv.label} died:\n{srv.log_tail()}")
-                    r = b.run_one(srv, w, rnd)
-                    r["round"] = rnd
-                    runs[srv.label][w].append(r)
-                    print(f"round {rnd + 1}/{a.rounds} {w:9s} {srv.label:13s} {fmt_run(r)}", flush=True)
+            b.prepare(srv)
+        runs = alternate(servers, workloads, a.rounds, b.run_one)
     finally:
-        for srv in servers:
-            try:
-                srv.cleanup()
-            except Exception as e:  # keep stopping the others
-                print(f"stopping {srv.label}: {e}", file=sys.stderr)
+        stop_servers(servers)
     labels = [s.label for s in servers]
     summary = summarize(runs, labels, workloads)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -341,8 +368,7 @@ def _med(vals: list[Any]) -> float | None:
     return statistics.median(v) if v else None
 
 
-def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]], labels: list[str],
-              workloads: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+def summarize(runs: Runs, labels: list[str], workloads: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for lab in labels:
         out[lab] = {}
@@ -388,6 +414,34 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a is not None and b else "-"
 
 
+def _trip(s: dict[str, Any]) -> str:
+    """p50 / p99 / p99.9 of a summary entry."""
+    return " / ".join(_n(s.get(k)) for k in ("p50_us", "p99_us", "p999_us"))
+
+
+def _machine_lines(m: dict[str, str]) -> list[str]:
+    return [f"- machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}; kernel {m['kernel']}",
+            f"- date: {m['date']}; Python {m['python']}; {m['java']}"]
+
+
+def _notes(summary: dict, labels: list[str], meta: dict[str, Any]) -> list[str]:
+    """The "Notes" section (error replies, exhausted sources, a busy machine); [] if none."""
+    notes = []
+    for l in labels:
+        for w, s in summary[l].items():
+            if s.get("errors"):
+                notes.append(f"- {label_name(l)} {w}: {s['errors']} error replies (see the .json)")
+            if s.get("exhausted"):
+                notes.append(f"- {label_name(l)} {w}: the pre-created nodes ran out before the end "
+                             f"in {s['exhausted']} run(s); rate over the time until the last reply")
+    others = [s.get("other_cores") for l in labels for s in summary[l].values() if s.get("other_cores") is not None]
+    if others and max(others) > 0.2:
+        notes.append(f"- other processes used up to {max(others):.2f} of {meta['machine']['nproc']} cores "
+                     "during some runs: throughput there is depressed and noisy; server CPU µs/op "
+                     "is the steadier comparison")
+    return ["", "## Notes", ""] + notes if notes else []
+
+
 def render_md(summary: dict, labels: list[str], workloads: list[str], meta: dict[str, Any]) -> str:
     m, a = meta["machine"], meta["args"]
     ours = [l for l in labels if l != "apache"]
@@ -396,8 +450,7 @@ def render_md(summary: dict, labels: list[str], workloads: list[str], meta: dict
     L = [
         "# zkserver vs Apache ZooKeeper 3.8",
         "",
-        f"- machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}; kernel {m['kernel']}",
-        f"- date: {m['date']}; Python {m['python']}; {m['java']}",
+        *_machine_lines(m),
         f"- runs: {a['rounds']} rounds, server order reversed every round; {a['duration']} s measured "
         f"after {a['warmup']} s warm-up per run; {a['procs']} client processes x {a['sessions']} "
         f"sessions x {a['window']} requests in flight; medians shown{' (--quick)' if a.get('quick') else ''}",
@@ -445,36 +498,31 @@ def render_md(summary: dict, labels: list[str], workloads: list[str], meta: dict
             row += (f" {sc:.2f} / {cc:.2f} / {oc if oc is not None else float('nan'):.2f}, cli {_n(s.get('client_us_per_op'))} µs/op, "
                     f"±{sp * 50:.0f}% |" if sc is not None and cc is not None and sp is not None else " - |")
         L.append(row)
+    if tput:
+        L += ["", "## Latency under load (pipelined, µs: p50 / p99 / p99.9; send to the `recv` that "
+              "returned the reply, every reply of the measured window; ratio of p99 = ours / Apache, "
+              "< 1 means ours is faster)", "",
+              "| workload | Apache 3.8 |" + "".join(f" {label_name(l)} | p99 ratio |" for l in ours),
+              "|---|---:|" + "---:|---:|" * len(ours)]
+        for w in tput:
+            ap = summary["apache"].get(w, {})
+            row = f"| {w} | {_trip(ap)} |"
+            for l in ours:
+                o = summary[l].get(w, {})
+                row += f" {_trip(o)} | {_ratio(o.get('p99_us'), ap.get('p99_us'))} |"
+            L.append(row)
     if lat:
         L += ["", "## Latency, one request in flight, one session (µs: p50 / p99 / p99.9; ratio of p50 = ours / Apache, < 1 means ours is faster)", "",
               "| workload | Apache 3.8 |" + "".join(f" {label_name(l)} | p50 ratio |" for l in ours),
               "|---|---:|" + "---:|---:|" * len(ours)]
         for w in lat:
             ap = summary["apache"].get(w, {})
-
-            def trip(s: dict) -> str:
-                return " / ".join(_n(s.get(k)) for k in ("p50_us", "p99_us", "p999_us"))
-
-            row = f"| {w}: {DESCRIPTIONS[w]} | {trip(ap)} |"
+            row = f"| {w}: {DESCRIPTIONS[w]} | {_trip(ap)} |"
             for l in ours:
                 o = summary[l].get(w, {})
-                row += f" {trip(o)} | {_ratio(o.get('p50_us'), ap.get('p50_us'))} |"
+                row += f" {_trip(o)} | {_ratio(o.get('p50_us'), ap.get('p50_us'))} |"
             L.append(row)
-    notes = []
-    for l in labels:
-        for w, s in summary[l].items():
-            if s.get("errors"):
-                notes.append(f"- {label_name(l)} {w}: {s['errors']} error replies (see latest.json)")
-            if s.get("exhausted"):
-                notes.append(f"- {label_name(l)} {w}: the pre-created nodes ran out before the end "
-                             f"in {s['exhausted']} run(s); rate over the time until the last reply")
-    others = [s.get("other_cores") for l in labels for s in summary[l].values() if s.get("other_cores") is not None]
-    if others and max(others) > 0.2:
-        notes.append(f"- other processes used up to {max(others):.2f} of {meta['machine']['nproc']} cores "
-                     "during some runs: throughput there is depressed and noisy; server CPU µs/op "
-                     "is the steadier comparison")
-    if notes:
-        L += ["", "## Notes", ""] + notes
+    L += _notes(summary, labels, meta)
     L.append("")
     return "\n".join(L)
 
@@ -504,6 +552,131 @@ def chart(summary: dict, labels: list[str], workloads: list[str], path: Path) ->
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"chart: {path}")
+
+
+# -- scale ---------------------------------------------------------------------------------
+
+SCALE_SESSIONS = (1, 10, 100, 1000)
+SCALE_IN_FLIGHT = 800      # requests in flight in all (but at least one per session)
+SCALE_WATCHES = 10_000
+SCALE_WATCH_SESSIONS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalePoint:
+    """One `scale` run: `workload` over `sessions` sessions in all, `watches` exists-watches set."""
+
+    workload: str
+    sessions: int
+    watches: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.workload} @{self.sessions}" + (f" +{self.watches // 1000}k watches" if self.watches else "")
+
+    @property
+    def window(self) -> int:
+        return max(1, SCALE_IN_FLIGHT // self.sessions)
+
+
+def scale_points() -> list[ScalePoint]:
+    """get and mixed at 1 to 1,000 sessions; then set without and with 10,000 watches, and mixed
+    with them, at 10 sessions (so `mixed @10` is the no-watch baseline of the last one)."""
+    pts = [ScalePoint(w, n) for w in ("get", "mixed") for n in SCALE_SESSIONS]
+    pts += [ScalePoint("set", SCALE_WATCH_SESSIONS), ScalePoint("set", SCALE_WATCH_SESSIONS, SCALE_WATCHES),
+            ScalePoint("mixed", SCALE_WATCH_SESSIONS, SCALE_WATCHES)]
+    return pts
+
+
+def split_sessions(total: int, max_procs: int) -> tuple[int, int]:
+    """(processes, sessions per process) for `total` sessions: as many processes, up to
+    `max_procs`, as divide `total` evenly."""
+    procs = max(p for p in range(1, max_procs + 1) if total % p == 0)
+    return procs, total // procs
+
+
+def cmd_scale(a: argparse.Namespace) -> int:
+    stores = [s for s in a.store.split(",") if s]
+    points = {p.name: p for p in scale_points()}
+    b = Bench(a)
+    mach = machine()
+    servers: list[Server] = []
+    t_begin = time.monotonic()
+
+    def run(srv: Server, name: str, rnd: int) -> dict[str, Any]:
+        pt = points[name]
+        procs, per_proc = split_sessions(pt.sessions, a.procs)
+        return b.load(srv, {"workload": pt.workload, "seed": rnd, "watches": pt.watches},
+                      procs=procs, sessions=per_proc, window=pt.window)
+
+    try:
+        servers = make_servers(stores)
+        for srv in servers:
+            b.prepare(srv)
+        runs = alternate(servers, list(points), a.rounds, run)
+    finally:
+        stop_servers(servers)
+    labels = [s.label for s in servers]
+    summary = summarize(runs, labels, list(points))
+    meta = {"machine": mach, "args": vars(a), "wall_s": round(time.monotonic() - t_begin, 1),
+            "points": {n: {**dataclasses.asdict(p), "window": p.window} for n, p in points.items()}}
+    md = render_scale_md(summary, labels, list(points.values()), runs, meta)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.md").write_text(md)
+    (RESULTS / "scale.json").write_text(json.dumps({"meta": meta, "runs": runs, "summary": summary},
+                                                   indent=1, default=str))
+    print()
+    print(md)
+    return 0
+
+
+def render_scale_md(summary: dict, labels: list[str], points: list[ScalePoint], runs: Runs,
+                    meta: dict[str, Any]) -> str:
+    """scale.md: ops/s and p99 under load per point, ours beside Apache with ratios."""
+    a = meta["args"]
+    ours = [l for l in labels if l != "apache"]
+    L = [
+        "# Scale: zkserver vs Apache ZooKeeper 3.8 with many sessions and many watches",
+        "",
+        *_machine_lines(meta["machine"]),
+        f"- runs: {a['rounds']} rounds, server order reversed every round; {a['duration']} s measured "
+        f"after {a['warmup']} s warm-up per run; medians shown{' (--quick)' if a.get('quick') else ''}",
+        f"- sessions spread over up to {a['procs']} client processes; {SCALE_IN_FLIGHT} requests in "
+        f"flight in all (window = max(1, {SCALE_IN_FLIGHT} // sessions): 1,000 sessions keep 1,000 "
+        "in flight); `maxClientCnxns=0` on both servers",
+        f"- watches: before the window each of the {SCALE_WATCH_SESSIONS} sessions sets exists-watches "
+        f"on its share of {SCALE_WATCHES:,} paths that do not exist (`{lg.WATCH_PARENT}/NNNNN`); the "
+        "load then reads and writes the 1,000 keys, which nobody watches: no watch fires, the table "
+        "only holds them. Compare with the same workload and sessions without watches.",
+        "- p99 = client-observed latency under that load: from the send to the `recv` that returned "
+        "the reply, every reply of the measured window.",
+        f"- wall time {meta['wall_s']} s",
+        "",
+        "## Throughput and p99 (ratio = ours / Apache: ops/s > 1 means ours is faster, "
+        "p99 < 1 means ours is faster)",
+        "",
+        "| workload | sessions x in flight | watches | Apache ops/s | Apache p99 µs |"
+        + "".join(f" {label_name(l)} ops/s | ratio | p99 µs | p99 ratio |" for l in ours),
+        "|---|---:|---:|---:|---:|" + "---:|---:|---:|---:|" * len(ours),
+    ]
+    for pt in points:
+        ap = summary["apache"].get(pt.name, {})
+        row = (f"| {pt.workload} | {pt.sessions:,} x {pt.window} | {pt.watches:,} | "
+               f"{_n(ap.get('ops_per_s'))} | {_n(ap.get('p99_us'))} |")
+        for l in ours:
+            o = summary[l].get(pt.name, {})
+            row += (f" {_n(o.get('ops_per_s'))} | {_ratio(o.get('ops_per_s'), ap.get('ops_per_s'))} |"
+                    f" {_n(o.get('p99_us'))} | {_ratio(o.get('p99_us'), ap.get('p99_us'))} |")
+        L.append(row)
+    seen = []
+    for l in labels:
+        counts = sorted({r.get("server_watches") for p in points if p.watches for r in runs[l][p.name]},
+                        key=str)
+        seen.append(f"{label_name(l)} {', '.join('-' if c is None else f'{c:,}' for c in counts)}")
+    L += ["", f"Watches the servers reported (`wchs`) once the sessions had set them: {'; '.join(seen)}."]
+    L += _notes(summary, labels, meta)
+    L.append("")
+    return "\n".join(L)
 
 
 # -- memory and restart ---------------------------------------------------------------------
@@ -592,11 +765,7 @@ def cmd_memory(a: argparse.Namespace) -> int:
             results[srv.label] = res
             srv.stop()
     finally:
-        for srv in servers:
-            try:
-                srv.cleanup()
-            except Exception as e:
-                print(f"stopping {srv.label}: {e}", file=sys.stderr)
+        stop_servers(servers)
     L = [
         "# Memory and restart: zkserver vs Apache ZooKeeper 3.8", "",
         f"- machine: {mach['nproc']} CPUs, {mach['cpu']}; {mach['date']}",
@@ -729,7 +898,7 @@ def cmd_profile(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cmd = "bench"
-    if argv and argv[0] in ("bench", "memory", "profile"):
+    if argv and argv[0] in ("bench", "memory", "profile", "scale"):
         cmd = argv.pop(0)
     ap = argparse.ArgumentParser(prog=f"run.py {cmd}", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -741,11 +910,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="untimed mixed load on each server after its start, for the JIT (5; --quick 2)")
     ap.add_argument("--rounds", type=int, help="rounds per server and workload (3; --quick 2)")
     ap.add_argument("--workloads", default="", help="comma list of " + ",".join(ALL_WORKLOADS))
-    ap.add_argument("--procs", type=int, default=2, help="client processes")
-    ap.add_argument("--sessions", type=int, default=4, help="sessions per client process")
+    ap.add_argument("--procs", type=int, default=2, help="client processes (scale: at most)")
+    ap.add_argument("--sessions", type=int, default=4, help="sessions per client process (not scale)")
     ap.add_argument("--window", type=int, default=100,
                     help="requests in flight per session (procs x sessions x window stays under "
-                         "globalOutstandingLimit 1000 by default)")
+                         "globalOutstandingLimit 1000 by default; not scale)")
     ap.add_argument("--quick", action="store_true", help="2 rounds of 2 s, short warm-ups")
     ap.add_argument("--count", type=int, default=200_000, help="memory: znodes to create")
     ap.add_argument("--restart-timeout", type=float, default=300.0)
@@ -762,7 +931,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("rounds, duration, procs, sessions and window must be positive")
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
-    return {"bench": cmd_bench, "memory": cmd_memory, "profile": cmd_profile}[cmd](a)
+    lg.raise_nofile_limit()   # before the servers start: they and the load workers inherit it
+    return {"bench": cmd_bench, "memory": cmd_memory, "profile": cmd_profile,
+            "scale": cmd_scale}[cmd](a)
 
 
 if __name__ == "__main__":
