@@ -305,8 +305,9 @@ class ZKServer:
                 self._marshalling_error(conn, xid)
             elif conn.pending:  # behind this session's writes: runs when they are done
                 conn.pending.append(Slot(read=lambda: self._run(conn, xid, path_read, *args)))
-            else:
-                conn.send(self._run(conn, xid, path_read, *args))
+            else:  # written when dataReceived has read the whole batch
+                conn.out.append(self._run(conn, xid, path_read, *args))
+                conn.replied_now += 1
             return
         sid = conn.session_id
         read = self.reads.get(op)
@@ -319,6 +320,7 @@ class ZKServer:
                 conn.pending.append(Slot(read=lambda: self._run(conn, xid, handler, record)))
             else:
                 conn.send(self._run(conn, xid, read[1], record))
+                conn.replied_now += 1
         elif op in WRITE_REQUESTS:
             # an undecodable body still takes a zxid: prep makes it a MARSHALLINGERROR txn
             self.submit(conn, xid, op, decode_record(WRITE_REQUESTS[op], frame, 8), frame)
@@ -468,7 +470,7 @@ class ZKServer:
     # -- reads ----------------------------------------------------------------------------
 
     def _node(self, path: str | None) -> Node:
-        node = self.tree.get(path or "/")
+        node = self.tree.nodes.get(path or "/")
         if node is None:
             raise ZKError(Code.NONODE, path)
         return node
