@@ -713,6 +713,10 @@ def wait_count(srv: Server, path: str, count: int, timeout: float) -> float | No
     return None
 
 
+DEFAULT_MEMORY_COUNT = 200_000
+MEMORY_STEPS = 5
+
+
 def cmd_memory(a: argparse.Namespace) -> int:
     stores = [s for s in a.store.split(",") if s]
     servers: list[Server] = []
@@ -728,11 +732,22 @@ def cmd_memory(a: argparse.Namespace) -> int:
             rss0 = lg.proc_rss_bytes(srv.pid)
             heap0 = jvm_heap_used(srv.pid) if srv.kind == "apache" else None
             t0 = time.monotonic()
-            r = lg.run_load(srv.host, srv.port, {"workload": "populate", "parent": parent, "count": a.count},
-                            server_pid=srv.pid, procs=a.procs, sessions=a.sessions, window=a.window,
-                            duration=900.0, warmup=0.0)
+            n = 0
+            cpu_us = 0.0
+            steps: list[tuple[int, int]] = []  # (znodes so far, RSS then): growth should stay linear
+            errors: dict[str, int] = {}
+            for _ in range(MEMORY_STEPS):
+                r = lg.run_load(srv.host, srv.port,
+                                {"workload": "populate", "parent": parent, "count": a.count // MEMORY_STEPS},
+                                server_pid=srv.pid, procs=a.procs, sessions=a.sessions, window=a.window,
+                                duration=900.0, warmup=0.0)
+                n += r["ok_total"]
+                cpu_us += (r.get("server_us_per_op") or 0.0) * r["ok_total"]
+                for code, count in r["errors"].items():
+                    errors[code] = errors.get(code, 0) + count
+                steps.append((n, lg.proc_rss_bytes(srv.pid)))
             t_create = time.monotonic() - t0
-            n = r["ok_total"]
+            r = {"server_us_per_op": cpu_us / n if n else None, "errors": errors}
             time.sleep(2.0)    # let a store's writer settle
             with lg.SyncClient(srv.host, srv.port) as c:
                 seen = c.num_children(parent)
@@ -743,6 +758,8 @@ def cmd_memory(a: argparse.Namespace) -> int:
                 "server_us_per_create": r.get("server_us_per_op"),
                 "rss_before": rss0, "rss_after": rss1,
                 "rss_growth_per_znode": (rss1 - rss0) / n if n else None,
+                "rss_growth_per_step": [(b - a_rss) / (m - k) for (k, a_rss), (m, b)
+                                        in zip([(0, rss0), *steps], steps) if m > k],
                 "errors": r["errors"],
             }
             if heap0 is not None and heap1 is not None:
@@ -775,6 +792,8 @@ def cmd_memory(a: argparse.Namespace) -> int:
         "that is the JVM's RSS (-Xmx1g: heap growth, not live data); heap used after a full GC "
         "(jcmd GC.run + GC.heap_info) is shown beside it.",
         "- restart = from spawning the process until an `exists` on the parent shows all children.",
+        f"- growth by step = RSS growth per znode over each fifth of the creates ({MEMORY_STEPS} "
+        "steps): flat when memory grows linearly.",
         "",
         "| server | create rate | server µs/create | RSS before → after (MiB) | RSS growth per znode | heap growth per znode | restart until all present | RSS after restart (MiB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -787,11 +806,15 @@ def cmd_memory(a: argparse.Namespace) -> int:
                  f"{r['rss_before'] / 2**20:.0f} → {r['rss_after'] / 2**20:.0f} | "
                  f"{r['rss_growth_per_znode']:.0f} B | {f'{heap:.0f} B' if heap is not None else '-'} | "
                  f"{rst} | {f'{rss_r / 2**20:.0f}' if rss_r else '-'} |")
+    L += ["", "| server | RSS growth per znode, step by step |", "|---|---|"]
+    for lab, r in results.items():
+        L.append(f"| {label_name(lab)} | {' / '.join(f'{g:.0f} B' for g in r['rss_growth_per_step'])} |")
     L.append("")
     md = "\n".join(L)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "memory.md").write_text(md)
-    (RESULTS / "memory.json").write_text(json.dumps({"machine": mach, "args": vars(a), "results": results},
+    stem = "memory" if a.count == DEFAULT_MEMORY_COUNT else f"memory-{a.count}"
+    (RESULTS / f"{stem}.md").write_text(md)
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"machine": mach, "args": vars(a), "results": results},
                                                     indent=1, default=str))
     print()
     print(md)
@@ -916,7 +939,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="requests in flight per session (procs x sessions x window stays under "
                          "globalOutstandingLimit 1000 by default; not scale)")
     ap.add_argument("--quick", action="store_true", help="2 rounds of 2 s, short warm-ups")
-    ap.add_argument("--count", type=int, default=200_000, help="memory: znodes to create")
+    ap.add_argument("--count", type=int, default=DEFAULT_MEMORY_COUNT,
+                    help="memory: znodes to create (another count writes memory-<count>.md)")
     ap.add_argument("--restart-timeout", type=float, default=300.0)
     ap.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
     ap.add_argument("--top", type=int, default=25, help="profile: functions to list")
