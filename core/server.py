@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import struct
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pluggy
@@ -304,7 +305,7 @@ class ZKServer:
             if args is None:
                 self._marshalling_error(conn, xid)
             elif conn.pending:  # behind this session's writes: runs when they are done
-                conn.pending.append(Slot(read=lambda: self._run(conn, xid, path_read, *args)))
+                conn.pending.append(Slot(read=partial(self._run, conn, xid, path_read, *args), t=conn.received_at))
             else:  # written when dataReceived has read the whole batch
                 conn.out.append(self._run(conn, xid, path_read, *args))
                 conn.replied_now += 1
@@ -316,8 +317,7 @@ class ZKServer:
             if record is None:
                 self._marshalling_error(conn, xid)
             elif conn.pending:  # behind this session's writes: runs when they are done
-                handler = read[1]
-                conn.pending.append(Slot(read=lambda: self._run(conn, xid, handler, record)))
+                conn.pending.append(Slot(read=partial(self._run, conn, xid, read[1], record), t=conn.received_at))
             else:
                 conn.send(self._run(conn, xid, read[1], record))
                 conn.replied_now += 1

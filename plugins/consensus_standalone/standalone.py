@@ -99,13 +99,17 @@ class StandaloneConsensus:
 
     def committed(self, batch: list[Txn | Request]) -> None:
         assert self.prep is not None
+        server = self.server
+        last = 0
         for item in batch:
             if isinstance(item, Txn):
-                self.server.commit(item)
-                self.prep.applied(item.zxid)
+                server.commit(item)
+                last = item.zxid
             else:
-                self.server.synced(item)
-        self.server.flush()
+                server.synced(item)
+        if last:
+            self.prep.applied(last)  # nothing is prepped while the batch is applied
+        server.flush()
         if self.queue:
             self.write()
         else:
