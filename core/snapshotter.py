@@ -1,22 +1,32 @@
-"""Periodic fuzzy snapshots and purging of old ones (SyncRequestProcessor + DatadirCleanupManager).
+"""Periodic snapshots and purging of old ones (SyncRequestProcessor + DatadirCleanupManager).
 
 A snapshot is taken after a randomised number of logged txns between snapCount/2 and
-snapCount, as ZooKeeper does so that members of an ensemble do not all snapshot at once. The
+snapCount, as ZooKeeper does so that members of an ensemble do not all snapshot at once.
+
+Where the server runs off a real reactor (its store calls on the storage thread) and the
+platform can fork, a forked child serializes the tree as it was at the fork (copy-on-write)
+and writes it to a pipe that a thread reads: the reactor spends no CPU on it, and a big tree
+costs the writes nothing (serializing 300,000 znodes is about 0.8 s of CPU). Otherwise the
 tree is serialized in slices on the reactor while writes go on (a fuzzy snapshot: its zxid is
-the last applied txn when it began, and replaying the log after that zxid makes it whole),
-then saved by the storage thread.
+the last applied txn when it began, and replaying the log after that zxid makes it whole).
+Either way the storage thread then saves it.
 """
 
 from __future__ import annotations
 
+import gc
+import os
 import random
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator, LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from core.snapshot import serialize
+from core.tree import DataTree
 
 if TYPE_CHECKING:
     from core.server import ZKServer
@@ -24,6 +34,40 @@ if TYPE_CHECKING:
 log = Logger()
 
 HOUR = 3600.0
+_READ = 1 << 20
+
+
+def serialize_in_child(tree: DataTree, sessions: Mapping[int, int], zxid: int) -> tuple[int, int]:
+    """Fork a child that writes `serialize(tree, sessions, zxid)` to a pipe and exits; return
+    (its pid, the pipe's read end). The child touches nothing but the tree and the pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no reactor, no threads, no locks of the parent's
+        status = 1
+        try:
+            gc.disable()
+            os.close(read_end)
+            with open(write_end, "wb") as out:
+                for chunk in serialize(tree, sessions, zxid):
+                    out.write(chunk)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    return pid, read_end
+
+
+def read_child(pid: int, read_end: int) -> list[bytes]:
+    """Blocking: what the child of `serialize_in_child` wrote, once it exited with status 0
+    (else OSError)."""
+    chunks = []
+    with open(read_end, "rb") as pipe:
+        while chunk := pipe.read(_READ):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise OSError(f"the snapshot child {pid} failed (wait status {status})")
+    return chunks
 
 
 class Snapshotter:
@@ -70,13 +114,19 @@ class Snapshotter:
         zxid = server.tree.last_zxid
         sessions = {sid: s.timeout for sid, s in server.sessions.sessions.items()}
         chunks: list[bytes] = []
+        d: Deferred[Any]
+        if hasattr(os, "fork") and server.storage.threaded:
+            reactor = server.reactor
+            pid, read_end = serialize_in_child(server.tree, sessions, zxid)
+            d = deferToThreadPool(reactor, reactor.getThreadPool(), read_child, pid, read_end)
+            d.addCallback(chunks.extend)
+        else:
+            def slices() -> Any:
+                for chunk in serialize(server.tree, sessions, zxid):
+                    chunks.append(chunk)
+                    yield None
 
-        def slices() -> Any:
-            for chunk in serialize(server.tree, sessions, zxid):
-                chunks.append(chunk)
-                yield None
-
-        d: Deferred[Any] = self.cooperator.cooperate(slices()).whenDone()
+            d = self.cooperator.cooperate(slices()).whenDone()
         d.addCallback(lambda _: server.storage.run(server.store.save_snapshot, zxid, chunks))
         d.addCallback(lambda _: log.info("snapshot 0x{zxid:x} saved ({size} bytes)", zxid=zxid,
                                          size=sum(len(c) for c in chunks)))

@@ -27,6 +27,11 @@ class StorageThread:
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="zkserver-storage") if threaded else None
         self._in_flight = 0
 
+    @property
+    def threaded(self) -> bool:
+        """Whether calls run off the reactor (False: inline, for a test's Clock)."""
+        return self._pool is not None
+
     def start(self) -> None:
         if self._pool is not None:
             self._pool.start()

@@ -1,0 +1,55 @@
+"""The forked snapshot serializer: the child's bytes are serialize()'s, a failing child is an error."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from core.opcodes import OpCode
+from core.records import ACL, CreateTxn, Id, SetDataTxn, TxnHeader
+from core.snapshot import deserialize, serialize
+from core.snapshotter import read_child, serialize_in_child
+from core.tree import DataTree
+from core.txn import Txn
+
+pytestmark = [pytest.mark.timeout(30),
+              pytest.mark.skipif(not hasattr(os, "fork"), reason="the platform cannot fork")]
+
+OPEN = [ACL(31, Id("world", "anyone"))]
+
+
+def tree_of(n: int) -> DataTree:
+    tree = DataTree()
+    for i in range(n):
+        tree.apply(Txn(TxnHeader(1, i, i + 1, 1000 + i, OpCode.create),
+                       CreateTxn(f"/n{i:05d}", b"v" * (i % 200), OPEN, False, -1)))
+    return tree
+
+
+def test_the_child_writes_what_serialize_makes() -> None:
+    tree = tree_of(3000)  # several 64 KiB chunks
+    sessions = {0x1234: 30000}
+    expected = b"".join(serialize(tree, sessions, tree.last_zxid))
+    pid, read_end = serialize_in_child(tree, sessions, tree.last_zxid)
+    got = b"".join(read_child(pid, read_end))
+    assert got == expected
+    loaded, loaded_sessions, _ = deserialize(got)
+    assert len(loaded.nodes) == len(tree.nodes) and loaded_sessions == sessions
+
+
+def test_the_child_sees_the_tree_as_it_was_at_the_fork() -> None:
+    tree = tree_of(10)
+    zxid = tree.last_zxid
+    expected = b"".join(serialize(tree, {}, zxid))
+    pid, read_end = serialize_in_child(tree, {}, zxid)
+    tree.apply(Txn(TxnHeader(1, 99, zxid + 1, 5000, OpCode.setData), SetDataTxn("/n00001", b"changed", 1)))
+    assert b"".join(read_child(pid, read_end)) == expected
+
+
+def test_a_failing_child_is_an_error() -> None:
+    tree = tree_of(2)
+    tree.nodes["/n00001"].data = None  # type: ignore[assignment]  # serialize fails on it
+    pid, read_end = serialize_in_child(tree, {}, tree.last_zxid)
+    with pytest.raises(OSError, match="snapshot child"):
+        read_child(pid, read_end)
