@@ -42,8 +42,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    BigInteger, Column, Integer, LargeBinary, MetaData, Row, String, Table, create_engine, delete,
-    event, func, insert, select, update,
+    BigInteger, Column, Integer, LargeBinary, MetaData, Row, String, Table, column, create_engine,
+    delete, event, func, insert, select, table, update,
 )
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -185,8 +185,8 @@ class SqliteStore:
         on the driver's connection (SQLAlchemy's per-statement work doubled a lone write's
         cost)."""
         assert self._conn is not None
-        table = txnlog.to_metadata(MetaData(), schema=log_schema)
-        compiled = insert(table).compile(dialect=self._conn.dialect)
+        target = table(txnlog.name, *(column(c.name) for c in txnlog.columns), schema=log_schema)
+        compiled = insert(target).compile(dialect=self._conn.dialect)
         self._append_sql = str(compiled)
         self._append_keys = tuple(compiled.positiontup or ()) if compiled.positional else None
         self._driver_error = self._conn.dialect.loaded_dbapi.Error
