@@ -54,8 +54,11 @@ class StoreInfo:
 class Store(Protocol):
     """Durable transaction log + snapshots + small metadata.
 
-    Plain blocking calls. The core calls them from a single storage thread (never the reactor),
-    one at a time, so an implementation needs no locking of its own. Txns pass as
+    Plain blocking calls. The core calls them from a single storage thread (or, for a lone
+    append, the reactor), one at a time, so an implementation needs no locking of its own;
+    except that a store with a true class attribute ``snapshots_aside`` gets its
+    `save_snapshot` calls on a second thread, beside the others (it locks what it must: the
+    sqlite store lets appends go on and makes truncate_after, purge and close wait). Txns pass as
     `(zxid, payload)` where the payload is ZooKeeper's log-entry bytes (TxnHeader + body
     [+ TxnDigest]); a store never decodes them. zxids given to `append` strictly increase.
     """

@@ -9,7 +9,9 @@ and writes it to a pipe that a thread reads: the reactor spends no CPU on it, an
 costs the writes nothing (serializing 300,000 znodes is about 0.8 s of CPU). Otherwise the
 tree is serialized in slices on the reactor while writes go on (a fuzzy snapshot: its zxid is
 the last applied txn when it began, and replaying the log after that zxid makes it whole).
-Either way the storage thread then saves it.
+Either way the store then saves it: on the storage thread, or beside it when the store says
+its saves may overlap the log's appends (`Store.snapshots_aside`), so that a big snapshot does
+not hold the writes back.
 """
 
 from __future__ import annotations
@@ -127,7 +129,9 @@ class Snapshotter:
                     yield None
 
             d = self.cooperator.cooperate(slices()).whenDone()
-        d.addCallback(lambda _: server.storage.run(server.store.save_snapshot, zxid, chunks))
+        storage = server.storage
+        save = storage.run_aside if getattr(server.store, "snapshots_aside", False) else storage.run
+        d.addCallback(lambda _: save(server.store.save_snapshot, zxid, chunks))
         d.addCallback(lambda _: log.info("snapshot 0x{zxid:x} saved ({size} bytes)", zxid=zxid,
                                          size=sum(len(c) for c in chunks)))
         d.addErrback(lambda f: log.error("snapshot 0x{zxid:x} failed: {err}", zxid=zxid, err=f.getErrorMessage()))

@@ -3,6 +3,8 @@
 Store calls never overlap (the Store contract): they run one at a time, in order, on a
 dedicated thread, or, for `run_small`, on the reactor itself when the thread is idle, which
 spares a small call two thread hand-offs (the whole latency of a lone write on an idle server).
+The one exception, `run_aside`, is a second thread for a store's snapshot saves when the store
+says they may overlap its other calls (`Store.snapshots_aside`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class StorageThread:
         benchmark of the reactor's own work."""
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="zkserver-storage") if threaded else None
+        self._aside = ThreadPool(minthreads=1, maxthreads=1, name="zkserver-snapshots") if threaded else None
         self._in_flight = 0
 
     @property
@@ -33,12 +36,14 @@ class StorageThread:
         return self._pool is not None
 
     def start(self) -> None:
-        if self._pool is not None:
-            self._pool.start()
+        for pool in (self._pool, self._aside):
+            if pool is not None:
+                pool.start()
 
     def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.stop()
+        for pool in (self._pool, self._aside):
+            if pool is not None:
+                pool.stop()
 
     def run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """Call fn(*args) on the storage thread; the Deferred fires on the reactor."""
@@ -48,6 +53,13 @@ class StorageThread:
         d: Deferred[T] = deferToThreadPool(self._reactor, self._pool, fn, *args)
         d.addBoth(self._done)
         return d
+
+    def run_aside(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Call fn(*args) on a second thread, beside the storage thread's calls: only for what
+        a store declares safe to run so (`Store.snapshots_aside`)."""
+        if self._aside is None:
+            return maybeDeferred(fn, *args)
+        return deferToThreadPool(self._reactor, self._aside, fn, *args)
 
     def run_small(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """Like `run`, but a call made while the thread is idle runs right here on the reactor

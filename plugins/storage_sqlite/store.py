@@ -23,9 +23,13 @@ On-disk format and the rules this module keeps:
     log's tail are deleted by ``open`` (logged), so ``last_zxid`` and the next append continue
     from the last good txn. ``truncate_after`` and ``purge`` rewrite the row they cut through.
 ``snapshots(zxid BIGINT PK, size BIGINT, crc BIGINT)``
-    One row per complete snapshot: size and CRC32 of the whole serialization. It is inserted
-    last, in the transaction that stores the chunks, so a snapshot is stored whole or not at
-    all; a size or crc mismatch on load (corruption) falls back to the previous one (logged).
+    One row per complete snapshot: size and CRC32 of the whole serialization, inserted in the
+    last transaction of `save_snapshot`, after every chunk is durable, so a snapshot is whole or
+    absent; chunks without it (a crash mid-save) are deleted by ``open``. A size or crc
+    mismatch on load (corruption) falls back to the previous one (logged).
+    ``save_snapshot`` runs aside (``snapshots_aside``): on its own connection, concurrently
+    with the log's appends, committing about a MiB of chunks at a time so that an append never
+    waits long for SQLite's write lock; truncate_after, purge and close wait for it.
 ``snapshot_chunks(zxid BIGINT, seq INTEGER, data BLOB)``, primary key (zxid, seq)
     The snapshot's chunks as the caller gave them, in order (empty ones skipped).
 ``meta(key VARCHAR(255) PK, value BLOB)``
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -61,6 +66,7 @@ NAME = "sqlite"
 _TXN = struct.Struct(">qI")  # a txn's header inside a batch row: zxid, length
 _KEYS = struct.Struct(">qq")  # first_zxid, zxid: checksummed with the payload
 _PAGE = 256  # batch rows fetched per query by read_from
+_SNAPSHOT_COMMIT = 1 << 20  # snapshot bytes per transaction of save_snapshot
 
 # SQLite's rowid is its INTEGER PRIMARY KEY: 64 bits, and no separate index.
 _ZXID = BigInteger().with_variant(Integer, "sqlite")
@@ -133,6 +139,8 @@ def _txns(row: Row[Any]) -> list[tuple[int, bytes]] | None:
 class SqliteStore:
     """The Store protocol over SQLAlchemy Core: an SQLite file, or the database at `url`."""
 
+    snapshots_aside = True  # save_snapshot may run beside the other calls (see the module doc)
+
     def __init__(self, data_dir: str | os.PathLike[str] | None, force_sync: bool = True,
                  url: str | None = None, log_dir: str | os.PathLike[str] | None = None) -> None:
         self._data_dir = data_dir
@@ -148,6 +156,8 @@ class SqliteStore:
         self._append_keys: tuple[str, ...] | None = None  # its positional parameter order
         self._driver_error: type[Exception] = Exception
         self._cursor: Any = None  # the driver's cursor `append` reuses
+        self._snap_conn: Connection | None = None  # save_snapshot's own connection
+        self._snapshot_lock = threading.Lock()  # held by save_snapshot
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -175,10 +185,14 @@ class SqliteStore:
             self._conn = self._engine.connect().execution_options(schema_translate_map=translate)
             schema.create_all(self._conn)
             self._conn.commit()
+            self._snap_conn = self._engine.connect().execution_options(schema_translate_map=translate)
         except SQLAlchemyError as e:
             raise StoreError(f"cannot open {self._location}: {_one_line(e)}") from e
         self._compile_append(translate[LOG_SCHEMA])
         self._last = self._drop_corrupt_tail()
+        with self._transaction() as conn:  # a save cut short by a crash
+            conn.execute(delete(snapshot_chunks).where(
+                snapshot_chunks.c.zxid.not_in(select(snapshots.c.zxid))))
 
     def _compile_append(self, log_schema: str | None) -> None:
         """Compile the batch INSERT once: `append`, the one statement of every write, runs it
@@ -220,24 +234,28 @@ class SqliteStore:
         return row.zxid if row is not None else 0
 
     def close(self) -> None:
-        """Close the connection and the engine's pool."""
-        if self._cursor is not None:
-            self._cursor.close()
-            self._cursor = None
-        if self._conn is not None:
-            self._conn.close()
-        if self._engine is not None:
-            self._engine.dispose()
-        self._conn = self._engine = None
+        """Close the connections (after a snapshot being saved) and the engine's pool."""
+        with self._snapshot_lock:
+            if self._cursor is not None:
+                self._cursor.close()
+                self._cursor = None
+            for conn in (self._snap_conn, self._conn):
+                if conn is not None:
+                    conn.close()
+            if self._engine is not None:
+                self._engine.dispose()
+            self._conn = self._snap_conn = self._engine = None
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """One transaction on the store's connection; any database error becomes StoreError."""
-        if self._conn is None:
+    def _transaction(self, connection: Connection | None = None) -> Iterator[Connection]:
+        """One transaction on the store's connection (or `connection`); any database error
+        becomes StoreError."""
+        conn = connection or self._conn
+        if conn is None:
             raise StoreError(f"the {NAME} store is not open")
         try:
-            with self._conn.begin():
-                yield self._conn
+            with conn.begin():
+                yield conn
         except SQLAlchemyError as e:
             raise StoreError(f"{self._location}: {_one_line(e)}") from e
 
@@ -295,7 +313,7 @@ class SqliteStore:
     def truncate_after(self, zxid: int) -> None:
         """Delete every snapshot above `zxid`, then every txn above it: a crash in between
         leaves txns above zxid (truncated again) but never a snapshot above the log."""
-        with self._transaction() as conn:
+        with self._snapshot_lock, self._transaction() as conn:
             conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.zxid > zxid))
             conn.execute(delete(snapshots).where(snapshots.c.zxid > zxid))
         with self._transaction() as conn:
@@ -312,19 +330,31 @@ class SqliteStore:
     # -- snapshots ----------------------------------------------------------------------------
 
     def save_snapshot(self, zxid: int, chunks: Iterable[bytes]) -> None:
-        """Store the chunks one row each, then the snapshot's row, in one transaction."""
-        with self._transaction() as conn:
-            conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.zxid == zxid))
-            conn.execute(delete(snapshots).where(snapshots.c.zxid == zxid))
+        """Store the chunks one row each, about a MiB per transaction, then the snapshot's row
+        (the module doc: it may run beside the log's appends)."""
+        with self._snapshot_lock:
+            with self._transaction(self._snap_conn) as conn:
+                conn.execute(delete(snapshots).where(snapshots.c.zxid == zxid))
+                conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.zxid == zxid))
             crc = size = seq = 0
+            rows: list[dict[str, Any]] = []
+            pending = 0
             for chunk in chunks:
                 if not chunk:
                     continue
-                conn.execute(insert(snapshot_chunks), {"zxid": zxid, "seq": seq, "data": chunk})
+                rows.append({"zxid": zxid, "seq": seq, "data": chunk})
                 crc = zlib.crc32(chunk, crc)
                 size += len(chunk)
+                pending += len(chunk)
                 seq += 1
-            conn.execute(insert(snapshots), {"zxid": zxid, "size": size, "crc": crc})
+                if pending >= _SNAPSHOT_COMMIT:
+                    with self._transaction(self._snap_conn) as conn:
+                        conn.execute(insert(snapshot_chunks), rows)
+                    rows, pending = [], 0
+            with self._transaction(self._snap_conn) as conn:
+                if rows:
+                    conn.execute(insert(snapshot_chunks), rows)
+                conn.execute(insert(snapshots), {"zxid": zxid, "size": size, "crc": crc})
 
     def load_snapshot(self) -> tuple[int, bytes] | None:
         """The newest snapshot whose size and checksum match, or None; skipped ones are logged."""
@@ -348,7 +378,7 @@ class SqliteStore:
         """Keep the newest `retain_count` snapshots and the txns above the oldest of them."""
         if retain_count < 1:
             raise ValueError("retain_count must be at least 1")
-        with self._transaction() as conn:
+        with self._snapshot_lock, self._transaction() as conn:
             kept = conn.execute(select(snapshots.c.zxid).order_by(snapshots.c.zxid.desc())
                                 .limit(retain_count)).scalars().all()
             if not kept:

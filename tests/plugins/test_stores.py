@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -357,3 +358,43 @@ class TestRocksStoreWithDataLogDir(StoreSuite):
         assert [p for p in wal.iterdir() if p.suffix == ".log" and p.stat().st_size > 0]
         assert not list((data_dir / "rocksdb").glob("*.log"))
         stores.close(store)
+
+
+def test_sqlite_appends_go_on_while_a_snapshot_is_saved_aside(tmp_path: Path) -> None:
+    """`snapshots_aside`: save_snapshot on another thread holds no lock an append needs."""
+    store = maker(spec(sqlite_hooks).factory)(tmp_path)
+    assert store.snapshots_aside
+    halfway, resume = threading.Event(), threading.Event()
+
+    def chunks() -> Iterator[bytes]:
+        yield b"a" * (1 << 20)  # one transaction's worth: committed before the pause
+        halfway.set()
+        assert resume.wait(10)
+        yield b"b" * 1000
+
+    saver = threading.Thread(target=store.save_snapshot, args=(7, chunks()))
+    saver.start()
+    try:
+        assert halfway.wait(10)
+        store.append(txns(1, 2))  # the save is mid-way: the log is not held back
+        assert store.last_zxid() == 2
+        assert store.load_snapshot() is None  # not whole yet
+    finally:
+        resume.set()
+        saver.join(10)
+    assert store.load_snapshot() == (7, b"a" * (1 << 20) + b"b" * 1000)
+    store.close()
+
+
+def test_sqlite_open_deletes_the_chunks_of_a_save_cut_short(tmp_path: Path) -> None:
+    store = maker(spec(sqlite_hooks).factory)(tmp_path)
+    store.save_snapshot(3, [b"whole"])
+    store.close()
+    with closing(sqlite3.connect(tmp_path / "sqlite" / "zk.db")) as db:
+        db.execute("INSERT INTO snapshot_chunks (zxid, seq, data) VALUES (9, 0, x'00')")  # no head row
+        db.commit()
+    store = maker(spec(sqlite_hooks).factory)(tmp_path)
+    assert store.load_snapshot() == (3, b"whole")
+    with closing(sqlite3.connect(tmp_path / "sqlite" / "zk.db")) as db:
+        assert db.execute("SELECT DISTINCT zxid FROM snapshot_chunks").fetchall() == [(3,)]
+    store.close()
