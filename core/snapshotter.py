@@ -119,6 +119,12 @@ class Snapshotter:
         d: Deferred[Any]
         if hasattr(os, "fork") and server.storage.threaded:
             reactor = server.reactor
+            # One full collection per snapshot, then everything alive moves out of the
+            # collector's way: its passes neither rescan the tree while writes churn nor touch
+            # (and copy) the pages the child shares with us.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
             pid, read_end = serialize_in_child(server.tree, sessions, zxid)
             d = deferToThreadPool(reactor, reactor.getThreadPool(), read_child, pid, read_end)
             d.addCallback(chunks.extend)
