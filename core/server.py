@@ -181,6 +181,8 @@ class ZKServer:
         for conn in list(self.all_connections):
             conn.close()
         yield self.consensus.stop()
+        if self.consensus.is_serving():  # not after a failed store
+            yield self.snapshotter.final()
         self.snapshotter.stop()
         yield self.storage.run(self.store.close)
         self.storage.stop()

@@ -144,6 +144,14 @@ class Snapshotter:
         d.addBoth(self._done)
         return d
 
+    def final(self) -> Deferred[Any] | None:
+        """When the server stops: snapshot the tree if txns were logged since the last snapshot
+        and none is being taken, so that the next start loads it instead of replaying the log.
+        The Deferred (None when there is nothing to do) fires once it is saved."""
+        if self.running or not self.logged:
+            return None
+        return self.take()
+
     def _done(self, result: Any) -> Any:
         self.running = False
         return result

@@ -147,7 +147,8 @@ def test_unreadable_data_dir(tmp_path: Path, storage: str) -> None:
 
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A dataDir written by our server with storage=sqlite: NODES creates, one batch row each."""
+    """A dataDir written by our server with storage=sqlite: NODES creates, one batch row each,
+    after snapshot.0 only."""
     data_dir = tmp_path_factory.mktemp("populated") / "data"
     server = OurZK(extra_cfg={"storage": "sqlite", "dataDir": str(data_dir)})
     server.start()
@@ -163,6 +164,13 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             zk.close()
     finally:
         server.stop()
+    # without the snapshot taken at the stop, so that start-up replays every txn from the log,
+    # compacted, so that the middle of the file is the log's b-tree
+    with closing(sqlite3.connect(data_dir / "sqlite" / "zk.db")) as db:
+        db.execute("DELETE FROM snapshot_chunks WHERE zxid > 0")
+        db.execute("DELETE FROM snapshots WHERE zxid > 0")
+        db.commit()
+        db.execute("VACUUM")
     yield data_dir
 
 
