@@ -424,6 +424,25 @@ def _machine_lines(m: dict[str, str]) -> list[str]:
             f"- date: {m['date']}; Python {m['python']}; {m['java']}"]
 
 
+def _described(workload: str) -> str:
+    return f"{workload}: {DESCRIPTIONS[workload]}"
+
+
+def _ratio_rows(summary: dict, ours: list[str], workloads: list[str], name: Any,
+                cell: Any, key: str) -> list[str]:
+    """One table row per workload: its name, Apache's cell, then each of ours with its cell
+    and the ratio ours / Apache of `key`."""
+    rows = []
+    for w in workloads:
+        ap = summary["apache"].get(w, {})
+        row = f"| {name(w)} | {cell(ap)} |"
+        for label in ours:
+            o = summary[label].get(w, {})
+            row += f" {cell(o)} | {_ratio(o.get(key), ap.get(key))} |"
+        rows.append(row)
+    return rows
+
+
 def _notes(summary: dict, labels: list[str], meta: dict[str, Any]) -> list[str]:
     """The "Notes" section (error replies, exhausted sources, a busy machine); [] if none."""
     notes = []
@@ -465,23 +484,12 @@ def render_md(summary: dict, labels: list[str], workloads: list[str], meta: dict
     ]
     head = "| workload | Apache 3.8 |" + "".join(f" {label_name(l)} | ratio |" for l in ours)
     L += [head, "|---|---:|" + "---:|---:|" * len(ours)]
-    for w in tput:
-        ap = summary["apache"].get(w, {})
-        row = f"| {w}: {DESCRIPTIONS[w]} | {_n(ap.get('ops_per_s'))} |"
-        for l in ours:
-            o = summary[l].get(w, {})
-            row += f" {_n(o.get('ops_per_s'))} | {_ratio(o.get('ops_per_s'), ap.get('ops_per_s'))} |"
-        L.append(row)
+    L += _ratio_rows(summary, ours, tput, _described, lambda s: _n(s.get("ops_per_s")), "ops_per_s")
     L += ["", "## Server CPU per operation (µs; lower is better; ratio = ours / Apache)", "",
           "| workload | Apache 3.8 |" + "".join(f" {label_name(l)} | ratio |" for l in ours),
           "|---|---:|" + "---:|---:|" * len(ours)]
-    for w in workloads:
-        ap = summary["apache"].get(w, {})
-        row = f"| {w} | {_n(ap.get('server_us_per_op'))} |"
-        for l in ours:
-            o = summary[l].get(w, {})
-            row += f" {_n(o.get('server_us_per_op'))} | {_ratio(o.get('server_us_per_op'), ap.get('server_us_per_op'))} |"
-        L.append(row)
+    L += _ratio_rows(summary, ours, workloads, str, lambda s: _n(s.get("server_us_per_op")),
+                     "server_us_per_op")
     L += ["", "## Who was busy (cores): server / load generator / everything else on the machine; "
           "client CPU µs per op; run-to-run spread of ops/s (± half the range)", "",
           "| workload |" + "".join(f" {label_name(l)} |" for l in labels),
@@ -504,24 +512,12 @@ def render_md(summary: dict, labels: list[str], workloads: list[str], meta: dict
               "< 1 means ours is faster)", "",
               "| workload | Apache 3.8 |" + "".join(f" {label_name(l)} | p99 ratio |" for l in ours),
               "|---|---:|" + "---:|---:|" * len(ours)]
-        for w in tput:
-            ap = summary["apache"].get(w, {})
-            row = f"| {w} | {_trip(ap)} |"
-            for l in ours:
-                o = summary[l].get(w, {})
-                row += f" {_trip(o)} | {_ratio(o.get('p99_us'), ap.get('p99_us'))} |"
-            L.append(row)
+        L += _ratio_rows(summary, ours, tput, str, _trip, "p99_us")
     if lat:
         L += ["", "## Latency, one request in flight, one session (µs: p50 / p99 / p99.9; ratio of p50 = ours / Apache, < 1 means ours is faster)", "",
               "| workload | Apache 3.8 |" + "".join(f" {label_name(l)} | p50 ratio |" for l in ours),
               "|---|---:|" + "---:|---:|" * len(ours)]
-        for w in lat:
-            ap = summary["apache"].get(w, {})
-            row = f"| {w}: {DESCRIPTIONS[w]} | {_trip(ap)} |"
-            for l in ours:
-                o = summary[l].get(w, {})
-                row += f" {_trip(o)} | {_ratio(o.get('p50_us'), ap.get('p50_us'))} |"
-            L.append(row)
+        L += _ratio_rows(summary, ours, lat, _described, _trip, "p50_us")
     L += _notes(summary, labels, meta)
     L.append("")
     return "\n".join(L)
