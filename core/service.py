@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 
@@ -14,6 +13,7 @@ from twisted.logger import Logger
 
 from core.config import Config
 from core.connection import ClientFactory
+from core.heap import settle_heap
 from core.server import ZKServer
 from core.ops.services import ops_services
 
@@ -43,11 +43,7 @@ class ZKService(Service):
         self.port = reactor.listenTCP(cfg.client_port, ClientFactory(self.server), interface=cfg.client_port_address)
         log.info("serving clients on {addr}:{port} (storage={storage}, consensus={consensus})",
                  addr=cfg.client_port_address, port=cfg.client_port, storage=cfg.storage, consensus=cfg.consensus)
-        # What start-up built (modules, plugins, the recovered tree) lives as long as the
-        # process: out of the collector's full passes, which would otherwise rescan it again
-        # and again while requests churn (about 5 µs a write under load).
-        gc.collect()
-        gc.freeze()
+        settle_heap()  # what start-up built (modules, plugins, the recovered tree) lives on
 
     def _failed(self, failure: Any, reactor: Any) -> None:
         """Start-up failed after the reactor began (recovery, the client port): one line, stop,

@@ -27,6 +27,7 @@ from twisted.internet.task import Cooperator, LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from core.heap import settle_heap
 from core.snapshot import serialize
 from core.tree import DataTree
 
@@ -119,12 +120,7 @@ class Snapshotter:
         d: Deferred[Any]
         if hasattr(os, "fork") and server.storage.threaded:
             reactor = server.reactor
-            # One full collection per snapshot, then everything alive moves out of the
-            # collector's way: its passes neither rescan the tree while writes churn nor touch
-            # (and copy) the pages the child shares with us.
-            gc.unfreeze()
-            gc.collect()
-            gc.freeze()
+            settle_heap()  # and the collector's passes do not touch (copy) the child's pages
             pid, read_end = serialize_in_child(server.tree, sessions, zxid)
             d = deferToThreadPool(reactor, reactor.getThreadPool(), read_child, pid, read_end)
             d.addCallback(chunks.extend)

@@ -281,7 +281,7 @@ class SqliteStore:
             driver.commit()
         except self._driver_error as e:
             driver.rollback()
-            raise StoreError(f"{self._location}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+            raise StoreError(f"{self._location}: {_one_line(e)}") from e
         self._last = txns[-1][0]
 
     def read_from(self, zxid: int) -> Iterator[tuple[int, bytes]]:
@@ -426,9 +426,11 @@ class SqliteStore:
             extra={"force_sync": self._force_sync})
 
 
-def _one_line(error: SQLAlchemyError) -> str:
-    """The driver's message of a database error, without SQLAlchemy's extra lines."""
-    return str(getattr(error, "orig", None) or error).splitlines()[0]
+def _one_line(error: Exception) -> str:
+    """The driver's message of a database error (SQLAlchemy's or the driver's own), without
+    SQLAlchemy's extra lines."""
+    text = str(getattr(error, "orig", None) or error)
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def create_store(config: Config) -> SqliteStore:
