@@ -2,18 +2,42 @@
 
 The collector's full passes scan every tracked object. A server's heap is mostly the tree and
 what start-up built, which live on; rescanning them again and again while requests churn cost
-about 5 µs a write under load (measured with gc.disable beside the default).
+about 5 µs a write under load (measured with gc.disable beside the default). So what is alive
+at start-up and before each snapshot fork is frozen (moved out of the collector's passes).
+
+Taking the frozen objects back for a full pass finds the garbage cycles among them (a closed
+connection frozen while it was open), but scans the whole heap: about 60 ms for 300,000 znodes,
+on the reactor. It is done when the frozen objects have doubled since the last full pass (so
+its cost per object stays constant as the tree grows) or when `full_every` seconds have passed
+(so what dies among them is found within that time); otherwise only the young objects are
+collected and frozen, which costs next to nothing.
 """
 
 from __future__ import annotations
 
 import gc
 
+FULL_EVERY = 600.0
 
-def settle_heap() -> None:
-    """One full collection of everything, then every object alive moves to the permanent
-    generation, out of the collector's passes until the next call (which takes them back, so
-    that garbage cycles among them are still found)."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
+
+class HeapSettler:
+    """Collects and freezes the heap; see the module doc for when a pass is full."""
+
+    def __init__(self, full_every: float = FULL_EVERY) -> None:
+        self.full_every = full_every
+        self.last_full: float | None = None
+        self.frozen_after_full = 0
+        self.full_passes = 0
+
+    def settle(self, now: float) -> None:
+        """Collect, then freeze everything alive; `now` is the reactor's time in seconds."""
+        full = (self.last_full is None or now - self.last_full >= self.full_every
+                or gc.get_freeze_count() >= 2 * self.frozen_after_full)
+        if full:
+            gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        if full:
+            self.last_full = now
+            self.frozen_after_full = gc.get_freeze_count()
+            self.full_passes += 1

@@ -23,6 +23,7 @@ from core.acl import AccessControl
 from core.config import Config
 from core.connection import ServerConnection, Slot, reply_frame
 from core.errors import Code, ZKError
+from core.heap import HeapSettler
 from core.interfaces import Request, StoreError, WatchEvent
 from core.jute import INT
 from core.opcodes import AddWatchMode, EventType, KeeperState, OpCode, Perm
@@ -85,6 +86,7 @@ class ZKServer:
         self._flush_scheduled = False
         self.started_ms = self.now_ms()
         self.stats = ServerStats(reactor.seconds)  # core.ops: 4lw, AdminServer, metrics
+        self.heap = HeapSettler()  # start-up and each snapshot fork freeze what lives on
         self.snapshotter = Snapshotter(self)
         self.store_open = False
         # the hottest reads: their path and watch flag decoded straight from the packet

@@ -27,7 +27,6 @@ from twisted.internet.task import Cooperator, LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from core.heap import settle_heap
 from core.snapshot import serialize
 from core.tree import DataTree
 
@@ -120,7 +119,7 @@ class Snapshotter:
         d: Deferred[Any]
         if hasattr(os, "fork") and server.storage.threaded:
             reactor = server.reactor
-            settle_heap()  # and the collector's passes do not touch (copy) the child's pages
+            server.heap.settle(reactor.seconds())  # the collector's passes then leave the child's pages alone
             pid, read_end = serialize_in_child(server.tree, sessions, zxid)
             d = deferToThreadPool(reactor, reactor.getThreadPool(), read_child, pid, read_end)
             d.addCallback(chunks.extend)

@@ -1,0 +1,57 @@
+"""core.heap.HeapSettler: when a pass takes the frozen objects back (full), and what it finds."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from core.heap import HeapSettler
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture(autouse=True)
+def _thawed() -> Iterator[None]:
+    yield
+    gc.unfreeze()  # leave the test process's collector as it was
+
+
+def test_first_pass_is_full_then_only_young_objects_until_the_interval() -> None:
+    heap = HeapSettler(full_every=600.0)
+    heap.settle(1000.0)
+    assert heap.full_passes == 1 and gc.get_freeze_count() > 0
+    heap.settle(1001.0)
+    assert heap.full_passes == 1
+    heap.settle(1599.0)
+    assert heap.full_passes == 1
+    heap.settle(1600.0)
+    assert heap.full_passes == 2
+
+
+def test_a_pass_is_full_once_the_frozen_objects_have_doubled() -> None:
+    heap = HeapSettler(full_every=600.0)
+    heap.settle(0.0)
+    keep = [_Cycle() for _ in range(gc.get_freeze_count() + 1)]  # more than doubles them
+    heap.settle(1.0)
+    assert heap.full_passes == 1  # decided before this pass froze them
+    heap.settle(2.0)
+    assert heap.full_passes == 2
+    del keep
+
+
+def test_a_young_pass_leaves_frozen_cycles_and_a_full_pass_finds_them() -> None:
+    heap = HeapSettler(full_every=600.0)
+    cycle = _Cycle()
+    ref = weakref.ref(cycle)
+    heap.settle(0.0)  # full: `cycle` is alive and frozen
+    del cycle
+    heap.settle(1.0)
+    assert ref() is not None  # frozen garbage stays until the next full pass
+    heap.settle(601.0)
+    assert ref() is None
