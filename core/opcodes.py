@@ -1,4 +1,9 @@
-"""ZooKeeper's op codes (ZooDefs.OpCode), create modes, permissions and watch-event constants."""
+"""ZooKeeper's op codes (ZooDefs.OpCode), create modes, permissions and watch-event constants.
+
+On Python 3.11 looking up a member on its enum class (`OpCode.setData`) costs about 0.1 µs (the
+metaclass has a `__getattr__`), so the modules on the request path bind the members they compare
+with per request to module constants once.
+"""
 
 from __future__ import annotations
 

@@ -49,6 +49,16 @@ _CREATES = (OpCode.create, OpCode.create2, OpCode.createContainer)
 _MULTI_PLAIN = frozenset({OpCode.delete, OpCode.setData, OpCode.check})
 # ops whose session ZooKeeper does not check in prep (deleteContainer: see the module doc)
 _NO_SESSION_CHECK = frozenset({OpCode.createSession, OpCode.closeSession, OpCode.deleteContainer})
+# members compared with per request, bound once (see core.opcodes)
+_MULTI = OpCode.multi
+_CLOSE_SESSION = OpCode.closeSession
+_DELETE_CONTAINER = OpCode.deleteContainer
+_CHECK = OpCode.check
+_CREATE_TTL = OpCode.createTTL
+_CREATE_CONTAINER = OpCode.createContainer
+_PERM_CREATE = Perm.CREATE
+_PERM_DELETE = Perm.DELETE
+_PERM_WRITE = Perm.WRITE
 
 
 class _Change:
@@ -128,17 +138,17 @@ class Prep:
         for a request type that makes no txn (reads, sync, ping...)."""
         t = request.type
         header = TxnHeader(request.session_id, request.cxid, zxid, self.now_ms(), t)
-        if t == OpCode.multi:
+        if t == _MULTI:
             return self._multi(request, header)
         handler = self._handlers.get(t)
         if handler is None:
             raise ValueError(f"request type {t} makes no txn")
         try:
-            if t not in _NO_SESSION_CHECK or (t == OpCode.deleteContainer and request.session_id):
+            if t not in _NO_SESSION_CHECK or (t == _DELETE_CONTAINER and request.session_id):
                 self.sessions.check(request.session_id)
-            if request.record is None and t != OpCode.closeSession:
+            if request.record is None and t != _CLOSE_SESSION:
                 raise ZKError(Code.MARSHALLINGERROR)
-            if t == OpCode.check:
+            if t == _CHECK:
                 raise ZKError(Code.UNIMPLEMENTED)
             body = handler(t, request.record, request, zxid)
         except ZKError as e:
@@ -219,13 +229,13 @@ class Prep:
         if not 0 <= flags <= 6:
             raise ZKError(Code.BADARGUMENTS, rec.path)  # CreateMode.fromFlag
         ephemeral = flags in EPHEMERAL_FLAGS
-        ttl: int = rec.ttl if t == OpCode.createTTL else -1
+        ttl: int = rec.ttl if t == _CREATE_TTL else -1
         if flags in TTL_FLAGS:
             if not self.extended_types:
                 raise ZKError(Code.UNIMPLEMENTED, rec.path)
             if not 1 <= ttl <= MAX_TTL:
                 raise ZKError(Code.BADARGUMENTS, rec.path)
-        elif ttl >= 0 or t == OpCode.createTTL:
+        elif ttl >= 0 or t == _CREATE_TTL:
             raise ZKError(Code.BADARGUMENTS, rec.path)
         path: str | None = rec.path
         if path is None or "/" not in path or "\0" in path:
@@ -233,7 +243,7 @@ class Prep:
         parent_path = parent_of(path)
         acl = self.access.fixup(rec.acl, request.auth)
         parent = self._get(parent_path)
-        self.access.check(parent.acl, request.auth, Perm.CREATE)
+        self.access.check(parent.acl, request.auth, _PERM_CREATE)
         if flags in SEQUENTIAL_FLAGS:
             path = f"{path}{parent.cversion:010d}"
         validate_path(path)
@@ -244,10 +254,10 @@ class Prep:
         cversion = parent.cversion + 1 if parent.cversion < 0x7FFFFFFF else -0x80000000
         acl_list = list(acl)
         body: Any
-        if t == OpCode.createContainer:
+        if t == _CREATE_CONTAINER:
             body = CreateContainerTxn(path, rec.data, acl_list, cversion)
             owner = CONTAINER_EPHEMERAL_OWNER
-        elif t == OpCode.createTTL:
+        elif t == _CREATE_TTL:
             body = CreateTTLTxn(path, rec.data, acl_list, cversion, ttl)
             owner = ttl_owner(ttl)
         else:
@@ -262,7 +272,7 @@ class Prep:
         path: str = rec.path
         parent_path = _check_delete_path(path)
         parent = self._get(parent_path)
-        self.access.check(parent.acl, request.auth, Perm.DELETE)
+        self.access.check(parent.acl, request.auth, _PERM_DELETE)
         node = self._get(path)
         _next_version(node.version, rec.version)
         if _nchildren(node):
@@ -276,7 +286,7 @@ class Prep:
         parent_path = _check_delete_path(path)
         parent = self._get(parent_path)
         if request.session_id:
-            self.access.check(parent.acl, request.auth, Perm.DELETE)
+            self.access.check(parent.acl, request.auth, _PERM_DELETE)
         node = self._get(path)
         if _nchildren(node):
             raise ZKError(Code.NOTEMPTY, path)
@@ -288,7 +298,7 @@ class Prep:
     def _set_data(self, t: int, rec: Any, request: Request, zxid: int) -> SetDataTxn:
         path: str = rec.path
         node = self._existing(path)
-        self.access.check(node.acl, request.auth, Perm.WRITE)
+        self.access.check(node.acl, request.auth, _PERM_WRITE)
         version = _next_version(node.version, rec.version)
         self._add(_Change(zxid, path, True, version, node.cversion, node.aversion,
                           node.ephemeral_owner, node.acl, _nchildren(node)))
@@ -383,10 +393,10 @@ class Prep:
             if t in _MULTI_PLAIN:
                 plan.append((t, rec))
                 continue
-            if t not in _CREATES and t != OpCode.createTTL:
+            if t not in _CREATES and t != _CREATE_TTL:
                 raise ZKError(Code.MARSHALLINGERROR)
             flags = rec.flags
-            if not 0 <= flags <= 6 or (flags in (5, 6)) != (t == OpCode.createTTL):
+            if not 0 <= flags <= 6 or (flags in (5, 6)) != (t == _CREATE_TTL):
                 raise ZKError(Code.MARSHALLINGERROR)
-            plan.append((OpCode.createContainer if flags == 4 else t, rec))
+            plan.append((_CREATE_CONTAINER if flags == 4 else t, rec))
         return plan

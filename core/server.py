@@ -51,6 +51,10 @@ log = Logger()
 
 _HDR = struct.Struct(">ii")
 _MULTI_END = MultiHeader.encode(MultiHeader(-1, True, -1))
+# members compared with per request, bound once (see core.opcodes)
+_MULTI, _CREATE, _READ = OpCode.multi, OpCode.create, Perm.READ
+_SESSION_TXNS = frozenset((OpCode.createSession, OpCode.closeSession))
+_STAT_REPLIES = frozenset((OpCode.setData, OpCode.setACL))
 # creates whose response carries the Stat (Create2Response), in a multi too
 CREATE2_LIKE = frozenset({OpCode.create2, OpCode.createContainer, OpCode.createTTL})
 
@@ -392,7 +396,7 @@ class ZKServer:
         h = txn.header
         if not h.zxid % DIGEST_LOG_INTERVAL:
             self.stats.log_digest(h.zxid, self.tree.digest)
-        if h.type == OpCode.createSession or h.type == OpCode.closeSession:
+        if h.type in _SESSION_TXNS:
             self._session_committed(txn)
             return
         waiter = self.waiting.pop((h.clientId, h.cxid), None)
@@ -400,7 +404,7 @@ class ZKServer:
             conn, slot, op = waiter
             if result.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
                 reply = reply_frame(h.cxid, h.zxid, result.err)
-            elif op == OpCode.multi:
+            elif op == _MULTI:
                 reply = reply_frame(h.cxid, h.zxid, 0, _multi_body(result.multi or []))
             else:
                 reply = reply_frame(h.cxid, h.zxid, 0, _response_body(op, result))
@@ -492,21 +496,21 @@ class ZKServer:
             if watch:
                 self.watches.add(DATA, path, conn)
             raise ZKError(Code.NONODE)
-        self._check(node, conn, Perm.READ)
+        self._check(node, conn, _READ)
         if watch:
             self.watches.add(DATA, path, conn)
         return node.data_reply()[-STAT_SIZE:]
 
     def get_data(self, conn: ServerConnection, path: str, watch: bool) -> bytes:
         node = self._node(path)
-        self._check(node, conn, Perm.READ)
+        self._check(node, conn, _READ)
         if watch:
             self.watches.add(DATA, path or "/", conn)
         return node.data_reply()  # GetDataResponse
 
     def _children(self, conn: ServerConnection, path: str, watch: bool) -> Node:
         node = self._node(path)
-        self._check(node, conn, Perm.READ)
+        self._check(node, conn, _READ)
         if watch:
             self.watches.add(CHILD, path or "/", conn)
         return node
@@ -635,10 +639,10 @@ class ZKServer:
 
 def _response_body(op: int, r: TxnResult) -> bytes:
     """The response record of a write that succeeded (empty for delete and check)."""
-    if op in (OpCode.setData, OpCode.setACL):
+    if op in _STAT_REPLIES:
         assert r.stat_bytes is not None
         return r.stat_bytes  # SetDataResponse / SetACLResponse: the Stat alone
-    if op == OpCode.create:
+    if op == _CREATE:
         return CreateResponse(r.path).encode()
     if op in CREATE2_LIKE:
         assert r.stat_bytes is not None

@@ -43,6 +43,14 @@ _DIGEST_STAT = struct.Struct(">qqqqqiiiq")
 _STAT = struct.Struct(">qqqqiiiqiiq")  # Stat
 _LEN = struct.Struct(">i")
 STAT_SIZE = _STAT.size
+# members compared with per request, bound once (see core.opcodes)
+_CREATE_CONTAINER = OpCode.createContainer
+_CREATE_TTL = OpCode.createTTL
+_CREATE = OpCode.create
+_NODE_CREATED = EventType.NodeCreated
+_NODE_DELETED = EventType.NodeDeleted
+_NODE_DATA_CHANGED = EventType.NodeDataChanged
+_NODE_CHILDREN_CHANGED = EventType.NodeChildrenChanged
 
 class TreeListener(Protocol):
     """Told of every watch trigger while a txn is applied (the watch manager)."""
@@ -313,9 +321,9 @@ class DataTree:
         """DataTree.createNode. An existing node gets the txn's ACL (as ZooKeeper) and, for a
         plain create, its parent's cversion/pzxid are raised (processTxn's NODEEXISTS rule)."""
         path: str = body.path
-        if t == OpCode.createContainer:
+        if t == _CREATE_CONTAINER:
             owner = CONTAINER_EPHEMERAL_OWNER
-        elif t == OpCode.createTTL:
+        elif t == _CREATE_TTL:
             owner = ttl_owner(body.ttl)
         else:
             owner = client_id if body.ephemeral else 0
@@ -328,7 +336,7 @@ class DataTree:
         existing = nodes.get(path)
         if existing is not None:
             existing.acl = acl
-            if t == OpCode.create:
+            if t == _CREATE:
                 self._raise_cversion(parent_path, parent, body.parentCVersion, zxid)
             return TxnResult(t, Code.NODEEXISTS, path)
         self._raise_cversion(parent_path, parent, body.parentCVersion, zxid)
@@ -337,8 +345,8 @@ class DataTree:
         nodes[path] = node
         self._remember(path, node)
         listener = self.listener
-        listener.triggered(path, EventType.NodeCreated, zxid, acl)
-        listener.triggered(parent_path, EventType.NodeChildrenChanged, zxid, parent.acl)
+        listener.triggered(path, _NODE_CREATED, zxid, acl)
+        listener.triggered(parent_path, _NODE_CHILDREN_CHANGED, zxid, parent.acl)
         return TxnResult(t, 0, path, node.stat_bytes())
 
     def _raise_cversion(self, path: str, node: Node, cversion: int, zxid: int) -> None:
@@ -376,8 +384,8 @@ class DataTree:
             return TxnResult(t, Code.NONODE, path)
         self._forget(path, node)
         listener = self.listener
-        listener.triggered(path, EventType.NodeDeleted, zxid, node.acl)
-        listener.triggered(parent_path, EventType.NodeChildrenChanged, zxid, parent.acl)
+        listener.triggered(path, _NODE_DELETED, zxid, node.acl)
+        listener.triggered(parent_path, _NODE_CHILDREN_CHANGED, zxid, parent.acl)
         return TxnResult(t, 0, path)
 
     def _set_data(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:
@@ -391,7 +399,7 @@ class DataTree:
         node.mzxid = zxid
         node.version = body.version
         self._changed(path, node)
-        self.listener.triggered(path, EventType.NodeDataChanged, zxid, node.acl)
+        self.listener.triggered(path, _NODE_DATA_CHANGED, zxid, node.acl)
         return TxnResult(t, 0, path, node.stat_bytes())
 
     def _set_acl(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:

@@ -17,6 +17,11 @@ from core.records import ACL, Id
 
 DATA, CHILD, PERSISTENT, RECURSIVE = 0, 1, 2, 3
 _KINDS = (DATA, CHILD, PERSISTENT, RECURSIVE)
+# members compared with per request, bound once (see core.opcodes)
+_NODE_CREATED = EventType.NodeCreated
+_NODE_DATA_CHANGED = EventType.NodeDataChanged
+_NODE_CHILDREN_CHANGED = EventType.NodeChildrenChanged
+_DATA_EVENTS = frozenset((_NODE_CREATED, _NODE_DATA_CHANGED))
 
 
 class WatchingClient(Protocol):
@@ -112,8 +117,8 @@ class WatchManager:
             return
         by_path = self._by_path
         found: set[WatchingClient] = set()
-        one_shot = (DATA,) if event_type in (EventType.NodeCreated, EventType.NodeDataChanged) else (
-            (CHILD,) if event_type == EventType.NodeChildrenChanged else (DATA, CHILD))
+        one_shot = (DATA,) if event_type in _DATA_EVENTS else (
+            (CHILD,) if event_type == _NODE_CHILDREN_CHANGED else (DATA, CHILD))
         for kind in one_shot:
             holders = by_path[kind].pop(path, None)
             if holders:
@@ -128,7 +133,7 @@ class WatchManager:
         if persistent:
             found |= persistent
         recursive = by_path[RECURSIVE]
-        if recursive and event_type != EventType.NodeChildrenChanged:
+        if recursive and event_type != _NODE_CHILDREN_CHANGED:
             p = path
             while True:
                 holders = recursive.get(p)

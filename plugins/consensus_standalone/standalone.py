@@ -27,6 +27,7 @@ from core.txn import Txn, encode_txn
 log = Logger()
 
 DEFAULT_CONTAINER_CHECK_MS = 60000
+_SYNC = OpCode.sync  # compared with per request, bound once (see core.opcodes)
 
 
 class StandaloneConsensus:
@@ -70,7 +71,7 @@ class StandaloneConsensus:
         if self.broken:  # the log cannot be written: answered with an error, never queued
             self.server.stop_serving()
             return
-        if request.type == OpCode.sync:
+        if request.type == _SYNC:
             self.queue.append(request)
         else:
             self.zxid += 1
