@@ -249,7 +249,7 @@ class ServerConnection(Protocol):
 
     def owe(self) -> Slot:
         """A slot for a write's reply, filled by `complete` when the txn commits."""
-        slot = Slot(t=self.received_at)
+        slot = Slot(None, None, self.received_at)
         self.pending.append(slot)
         return slot
 

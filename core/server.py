@@ -34,7 +34,7 @@ from core.requests import (
 )
 from core.records import (
     ACL, AddWatchRequest, AuthPacket, ClientInfo, ConnectRequest, CreateResponse,
-    CreateSessionTxn, ErrorResponse, GetACLResponse, GetChildrenResponse,
+    CreateSessionTxn, ErrorResponse, GetACLResponse,
     GetEphemeralsResponse, Id, MultiHeader, PathRequest, PathWatchRequest,
     SaslToken, SetWatches, SetWatches2, WatchTypeRequest, WhoAmIResponse,
 )
@@ -516,12 +516,11 @@ class ZKServer:
         return node
 
     def get_children(self, conn: ServerConnection, path: str, watch: bool) -> bytes:
-        node = self._children(conn, path, watch)
-        return GetChildrenResponse.encode(GetChildrenResponse(list(node.children)))
+        return self._children(conn, path, watch).children_list()
 
     def get_children2(self, conn: ServerConnection, path: str, watch: bool) -> bytes:
         node = self._children(conn, path, watch)
-        return GetChildrenResponse(list(node.children)).encode() + node.stat_bytes()  # GetChildren2Response
+        return node.children_list() + node.data_reply()[-STAT_SIZE:]  # GetChildren2Response
 
     def get_acl(self, conn: ServerConnection, r: PathRequest) -> bytes:
         node = self._node(r.path)

@@ -26,7 +26,7 @@ from core.acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from core.errors import Code
 from core.opcodes import CONTAINER_EPHEMERAL_OWNER, TTL_MASK, EventType, OpCode, ttl_owner
 from core.paths import child_name, parent_of
-from core.records import ACL, DeleteTxn, Id, SetDataTxn, Stat
+from core.records import ACL, DeleteTxn, GetChildrenResponse, Id, SetDataTxn, Stat
 from core.txn import Txn
 
 ZOOKEEPER = "/zookeeper"
@@ -88,7 +88,8 @@ class Node:
     otherwise: iterate it and take its len(), never change it outside the tree."""
 
     __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
-                 "aversion", "ephemeral_owner", "pzxid", "children", "digest", "reply")
+                 "aversion", "ephemeral_owner", "pzxid", "children", "digest", "reply",
+                 "children_reply")
 
     data: bytes
     acl: tuple[ACL, ...]
@@ -104,6 +105,7 @@ class Node:
     children: set[str] | frozenset[str]  # child names (not paths)
     digest: int  # this node's part of the tree digest, kept by the tree that holds it
     reply: bytes | None  # data_reply() once built; the tree clears it whenever the view changes
+    children_reply: bytes | None  # children_list() once built; cleared when a child comes or goes
 
     def __init__(self, data: bytes, acl: tuple[ACL, ...], czxid: int, mzxid: int, ctime: int,
                  mtime: int, version: int, cversion: int, aversion: int, ephemeral_owner: int,
@@ -122,6 +124,7 @@ class Node:
         self.children = _NO_CHILDREN
         self.digest = 0
         self.reply = None
+        self.children_reply = None
 
     def _client_view(self) -> tuple[int, int, int, int, int, int, int, int, int, int, int]:
         """The fields of the Stat a client sees (DataNode.copyStat), in Stat's order."""
@@ -150,6 +153,14 @@ class Node:
         if reply is None:
             data = self.data
             reply = self.reply = _LEN.pack(len(data)) + data + _STAT.pack(*self._client_view())
+        return reply
+
+    def children_list(self) -> bytes:
+        """GetChildrenResponse's bytes (the child names), built once per change of the
+        children: a getChildren of a big node is a lookup and a header."""
+        reply = self.children_reply
+        if reply is None:
+            reply = self.children_reply = GetChildrenResponse(list(self.children)).encode()
         return reply
 
 
@@ -374,7 +385,7 @@ class DataTree:
             self._changed(parent_path, parent)
         children = parent.children
         if name in children:
-            parent.reply = None
+            parent.reply = parent.children_reply = None
             if len(children) == 1:
                 parent.children = _NO_CHILDREN
             else:
@@ -462,7 +473,7 @@ class DataTree:
 
     @staticmethod
     def _add_child(parent: Node, name: str) -> None:
-        parent.reply = None
+        parent.reply = parent.children_reply = None
         if parent.children:
             parent.children.add(name)  # type: ignore[union-attr]
         else:

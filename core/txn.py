@@ -32,6 +32,9 @@ BODY: dict[int, Any] = {
     OpCode.error: ErrorTxn,
 }
 
+# compared with per txn, bound once (see core.opcodes)
+_MULTI, _CLOSE_SESSION = OpCode.multi, OpCode.closeSession
+
 
 @dataclass(slots=True)
 class Txn:
@@ -55,7 +58,7 @@ def encode_txn(txn: Txn) -> bytes:
     """The log-entry payload: TxnHeader, body, then TxnDigest if present."""
     parts: list[bytes] = []
     TxnHeader.encode_into(txn.header, parts)
-    if txn.header.type == OpCode.multi:
+    if txn.header.type == _MULTI:
         subs = [SubTxn(t, BODY[t].encode(r)) for t, r in txn.body]
         MultiTxn.encode_into(MultiTxn(subs), parts)
     elif txn.body is not None:
@@ -69,11 +72,11 @@ def decode_txn(data: bytes) -> Txn:
     """Inverse of encode_txn; raises JuteError on bytes that are not a txn."""
     header, off = TxnHeader.decode(data, 0)
     body: Any = None
-    if header.type == OpCode.multi:
+    if header.type == _MULTI:
         multi, off = MultiTxn.decode(data, off)
         body = [(s.type, _decode_sub(s)) for s in multi.txns or ()]
     elif header.type in BODY:
-        if off < len(data) or header.type != OpCode.closeSession:
+        if off < len(data) or header.type != _CLOSE_SESSION:
             body, off = BODY[header.type].decode(data, off)
     else:
         raise JuteError(f"unknown txn type {header.type}")

@@ -11,7 +11,7 @@ from core.errors import Code
 from core.opcodes import CONTAINER_EPHEMERAL_OWNER, EventType, OpCode, ttl_owner
 from core.records import (
     ACL, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateSessionTxn, CreateTTLTxn,
-    CreateTxn, DeleteTxn, ErrorTxn, Id, SetACLTxn, SetDataTxn, TxnHeader,
+    CreateTxn, DeleteTxn, ErrorTxn, GetChildrenResponse, Id, SetACLTxn, SetDataTxn, TxnHeader,
 )
 from core.tree import DataTree, Node, node_digest
 from core.txn import Txn, decode_txn, encode_txn
@@ -204,6 +204,22 @@ def test_delete(tree: DataTree, rec: Recorder) -> None:
     assert (len(p.children), p.cversion, p.pzxid) == (0, 1, 3)
     assert rec.events == [("/p/c", EventType.NodeDeleted, 3, tuple(OPEN)),
                           ("/p", EventType.NodeChildrenChanged, 3, tuple(DIGEST_ACL))]
+
+
+def test_children_list_follows_creates_and_deletes(tree: DataTree) -> None:
+    def names() -> list[str] | None:
+        return GetChildrenResponse.decode(tree.get("/p").children_list())[0].children
+
+    tree.apply(create("/p", 1, 1))
+    assert names() == []
+    tree.apply(create("/p/a", 2, 1))
+    tree.apply(create("/p/b", 3, 2))
+    assert sorted(names() or []) == ["a", "b"]
+    assert tree.get("/p").children_list() is tree.get("/p").children_list()  # kept until a change
+    tree.apply(txn(OpCode.delete, DeleteTxn("/p/a"), 4))
+    assert names() == ["b"]
+    tree.apply(txn(OpCode.delete, DeleteTxn("/p/b"), 5))
+    assert names() == []
 
 
 def test_delete_missing_node_still_raises_parent_pzxid(tree: DataTree, rec: Recorder) -> None:
