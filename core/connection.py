@@ -242,7 +242,7 @@ class ServerConnection(Protocol):
     def reply_now_or_queue(self, read: Read) -> None:
         """A read: run it now if nothing is owed before it, else queue it."""
         if self.pending:
-            self.pending.append(Slot(read=read, t=self.received_at))
+            self.pending.append(Slot(None, read, self.received_at))
         else:
             self.send(read())
             self.replied_now += 1
@@ -262,16 +262,22 @@ class ServerConnection(Protocol):
     def drain(self) -> None:
         """Write every slot from the head that is complete, running queued reads."""
         pending = self.pending
+        out = self.out
+        later = self.replied_later
+        queued = len(out)
         while pending:
             head = pending[0]
-            if head.reply is None:
+            reply = head.reply
+            if reply is None:
                 if head.read is None:
-                    return
-                head.reply = head.read()
+                    break
+                reply = head.read()
             pending.popleft()
-            self.send(head.reply)
+            out.append(reply)
             if head.t:
-                self.replied_later.append(head.t)
+                later.append(head.t)
+        if len(out) > queued:
+            self.server.dirty.add(self)
 
     def send_event(self, event: WatchEvent) -> None:
         """A watch notification (xid -1; the txn's zxid, -1 for setWatches events)."""

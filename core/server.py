@@ -313,7 +313,7 @@ class ZKServer:
             if args is None:
                 self._marshalling_error(conn, xid)
             elif conn.pending:  # behind this session's writes: runs when they are done
-                conn.pending.append(Slot(read=partial(self._run, conn, xid, path_read, *args), t=conn.received_at))
+                conn.pending.append(Slot(None, partial(self._run, conn, xid, path_read, *args), conn.received_at))
             else:  # written when dataReceived has read the whole batch
                 conn.out.append(self._run(conn, xid, path_read, *args))
                 conn.replied_now += 1
@@ -325,7 +325,7 @@ class ZKServer:
             if record is None:
                 self._marshalling_error(conn, xid)
             elif conn.pending:  # behind this session's writes: runs when they are done
-                conn.pending.append(Slot(read=partial(self._run, conn, xid, read[1], record), t=conn.received_at))
+                conn.pending.append(Slot(None, partial(self._run, conn, xid, read[1], record), conn.received_at))
             else:
                 conn.send(self._run(conn, xid, read[1], record))
                 conn.replied_now += 1
