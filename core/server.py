@@ -57,6 +57,9 @@ _SESSION_TXNS = frozenset((OpCode.createSession, OpCode.closeSession))
 _STAT_REPLIES = frozenset((OpCode.setData, OpCode.setACL))
 # creates whose response carries the Stat (Create2Response), in a multi too
 CREATE2_LIKE = frozenset({OpCode.create2, OpCode.createContainer, OpCode.createTTL})
+# the MultiHeader of a multi's successful result, by the sub-txn's type (creates answer as create2)
+_MULTI_OK_HEADERS: dict[int, bytes] = {t: MultiHeader(OpCode.create2 if t in CREATE2_LIKE else t, False, 0).encode()
+                     for t in OpCode}
 
 class ZKServer:
     """One member's server: tree, sessions, watches, connections, and the chosen backends."""
@@ -659,8 +662,7 @@ def _multi_body(results: list[TxnResult]) -> bytes:
             parts.append(MultiHeader(-1, False, r.err).encode())
             parts.append(ErrorResponse(r.err).encode())
         else:
-            kind = OpCode.create2 if r.type in CREATE2_LIKE else r.type
-            parts.append(MultiHeader(kind, False, 0).encode())
+            parts.append(_MULTI_OK_HEADERS[r.type])
             parts.append(_response_body(r.type, r))
     parts.append(_MULTI_END)
     return b"".join(parts)

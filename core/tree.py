@@ -51,6 +51,8 @@ _NODE_CREATED = EventType.NodeCreated
 _NODE_DELETED = EventType.NodeDeleted
 _NODE_DATA_CHANGED = EventType.NodeDataChanged
 _NODE_CHILDREN_CHANGED = EventType.NodeChildrenChanged
+_ERROR = OpCode.error
+_NOT_IN_MULTI = frozenset((OpCode.multi, OpCode.createSession, OpCode.closeSession))
 
 class TreeListener(Protocol):
     """Told of every watch trigger while a txn is applied (the watch manager)."""
@@ -452,10 +454,10 @@ class DataTree:
         (rolled back), the error its code, the ones after RUNTIMEINCONSISTENCY. The multi's own
         err stays 0 (its ReplyHeader.err is 0); the sub-results carry the errors."""
         results: list[TxnResult] = []
-        if any(st == OpCode.error for st, _ in body):
+        if any(st == _ERROR for st, _ in body):
             failed = False
             for st, record in body:
-                if st == OpCode.error:
+                if st == _ERROR:
                     failed = True
                     code = record.err
                 else:
@@ -464,7 +466,7 @@ class DataTree:
             return TxnResult(t, multi=results)
         for st, record in body:
             op = self._ops.get(st)
-            if op is None or st in (OpCode.multi, OpCode.createSession, OpCode.closeSession):
+            if op is None or st in _NOT_IN_MULTI:
                 raise ValueError(f"txn type {st} inside a multi")
             results.append(op(st, record, client_id, zxid, time))
         return TxnResult(t, multi=results)
