@@ -141,38 +141,44 @@ class ServerConnection(Protocol):
         off = 0
         end = len(buf)
         self.received_at = server.reactor.seconds()
-        received = self.packets_received
+        if not self.handshaken and not self.packets_received and end >= 4:
+            answer = server.four_letter(buf[:12], self)
+            if answer is not None:
+                self.transport.write(answer.encode())
+                self.closing = True
+                self.transport.loseConnection()
+                return
+        count = 0
         frame = b""
+        why = ""  # a protocol error that closes the connection
         while end - off >= 4 and not self.closing:
             n = _LEN.unpack_from(buf, off)[0]
-            if not self.handshaken and off == 0 and self.packets_received == 0:
-                answer = server.four_letter(buf[:12], self)
-                if answer is not None:
-                    self.transport.write(answer.encode())
-                    self.closing = True
-                    self.transport.loseConnection()
-                    return
             if n < 0 or n > limit:
-                self.drop(f"packet length {n} outside 0..{limit}")
-                return
-            if end - off - 4 < n:
+                why = f"packet length {n} outside 0..{limit}"
                 break
-            frame = buf[off + 4:off + 4 + n]
-            off += 4 + n
-            self.packets_received += 1
+            start = off + 4
+            if end - start < n:
+                break
+            off = start + n
+            frame = buf[start:off]
+            count += 1
             try:
                 if self.handshaken:
                     server.request(self, frame)
                 else:
                     self.handshake(frame)
             except _DECODE_ERRORS as e:
-                self.drop(f"malformed packet: {e}")
-                return
+                why = f"malformed packet: {e}"
+                break
+        self.packets_received += count
+        if why:
+            self.drop(why)
+            return
         if off < end and not self.closing:
             partial += buf[off:]
         if self.handshaken:  # one touch for the whole batch: it all arrived now
             server.sessions.touch(self.session_id, int(self.received_at * 1000))
-        server.stats.received(self, self.packets_received - received, len(data), frame)
+        server.stats.received(self, count, len(data), frame)
         self.flush()
 
     def add_auth_ids(self, ids: list[Id]) -> None:

@@ -126,10 +126,10 @@ class ServerStats:
     def sent(self, conn: ServerConnection, frames: list[bytes]) -> None:
         """A batch of frames was written; the immediate replies in it complete their latency."""
         self.packets_sent += len(frames)
-        sizes = [len(f) - 4 for f in frames]
-        self.response_bytes += sum(sizes)
-        low, high = min(sizes), max(sizes)
-        self.last_response_size = sizes[-1]
+        lengths = list(map(len, frames))  # each with its 4-byte length prefix
+        self.response_bytes += sum(lengths) - 4 * len(lengths)
+        low, high = min(lengths) - 4, max(lengths) - 4
+        self.last_response_size = lengths[-1] - 4
         if self.min_response_size < 0 or low < self.min_response_size:
             self.min_response_size = low
         if high > self.max_response_size:
