@@ -127,17 +127,19 @@ class _Gen:
 
     def decode_one(self, kind: str, arg: Any, local: str, indent: str) -> list[str]:
         if kind in ("buffer", "ustring"):
-            conv = "bytes(buf[off:off + n])" if kind == "buffer" else "str(buf[off:off + n], 'utf-8', 'replace')"
+            conv = "bytes(buf[off:end])" if kind == "buffer" else "str(buf[off:end], 'utf-8', 'replace')"
             return [
                 f"{indent}n, = INT.unpack_from(buf, off); off += 4",
                 f"{indent}if n < 0: {local} = None",
                 f"{indent}else:",
-                f"{indent}    if off + n > len(buf): raise JuteError('field runs past the end')",
-                f"{indent}    {local} = {conv}; off += n",
+                f"{indent}    end = off + n",
+                f"{indent}    if end > size: raise JuteError('field runs past the end')",
+                f"{indent}    {local} = {conv}; off = end",
             ]
-        if kind == "record":
+        if kind == "record":  # inlined: no call per nested record (an ACL's Id, a vector's elements)
             c = self.name(arg, "C")
-            return [f"{indent}{local}, off = {c}.decode(buf, off)"]
+            inner = ", ".join(f"{local}_{n}" for n, _ in arg._jute_fields)
+            return [*self.decode_lines(arg._jute_fields, local, indent), f"{indent}{local} = {c}({inner})"]
         # vector
         ekind, earg = _jute_kind(arg)
         el = local + "_e"
@@ -149,7 +151,7 @@ class _Gen:
             f"{indent}n, = INT.unpack_from(buf, off); off += 4",
             f"{indent}if n < 0: {local} = None",
             f"{indent}else:",
-            f"{indent}    if n > len(buf) - off: raise JuteError('vector longer than the packet')",
+            f"{indent}    if n > size - off: raise JuteError('vector longer than the packet')",
             f"{indent}    {local} = []",
             f"{indent}    for _ in range(n):",
             *body,
@@ -183,11 +185,11 @@ class _Gen:
 
     def encode_one(self, kind: str, arg: Any, value: str, indent: str) -> list[str]:
         if kind in ("buffer", "ustring"):
-            conv = "v" if kind == "buffer" else "v.encode('utf-8', 'surrogatepass')"
+            encode = "" if kind == "buffer" else "v = v.encode('utf-8', 'surrogatepass'); "
             return [
                 f"{indent}v = {value}",
                 f"{indent}if v is None: p.append(b'\\xff\\xff\\xff\\xff')",
-                f"{indent}else: v = {conv}; p.append(INT.pack(len(v))); p.append(v)",
+                f"{indent}else: {encode}p += (INT.pack(len(v)), v)",
             ]
         if kind == "record":
             return self.encode_lines(arg._jute_fields, value, indent)
@@ -223,6 +225,7 @@ def record(cls: type[R]) -> type[R]:
     enc = gen.encode_lines(fields, "o", "    ")
     src = "\n".join([
         "def decode(buf, off=0):",
+        "    size = len(buf)",
         "    try:",
         *dec,
         "    except (struct.error, IndexError) as e:",
