@@ -18,6 +18,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from core.connection import write_now
 from core.jute import JuteError
 from core.records import Id
 from plugins.consensus_zab.packets import QuorumPacket
@@ -184,12 +185,14 @@ class QuorumStream(Protocol):
     (buffer, offset) -> None while more bytes are needed, else (end offset, a Deferred to wait
     for or None)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
         self.buf = bytearray()
         self.off = 0
         self.blocked = False
         self.draining = False
         self.closed = False
+        self.out: list[bytes] = []  # packets sent in this reactor turn, written at its end
         self.raw: Callable[[bytearray, int], tuple[int, Deferred[Any] | None] | None] | None = None
 
     # -- to override --------------------------------------------------------------------------
@@ -214,15 +217,28 @@ class QuorumStream(Protocol):
     # -- output -------------------------------------------------------------------------------
 
     def send(self, ptype: int, zxid: int, data: bytes | None = None, authinfo: list[Id] | None = None) -> None:
+        """Queue one packet; the packets of a reactor turn (a burst's PROPOSALs, COMMITs or
+        ACKs) leave together in one socket write when the turn's work is done."""
         if not self.closed and self.transport is not None:
-            self.transport.write(packet(ptype, zxid, data, authinfo))
+            if not self.out:
+                self.reactor.callLater(0, self.flush)
+            self.out.append(packet(ptype, zxid, data, authinfo))
+
+    def flush(self) -> None:
+        """Write the queued packets now."""
+        out, self.out = self.out, []
+        if out and not self.closed and self.transport is not None:
+            write_now(self.transport, out)
 
     def send_raw(self, chunks: Iterable[bytes]) -> None:
+        """Write bytes that are not packets (a SNAP payload), after the queued packets."""
         if not self.closed and self.transport is not None:
+            self.flush()
             self.transport.writeSequence(list(chunks))
 
     def close(self) -> None:
         if not self.closed:
+            self.flush()
             self.closed = True
             if self.transport is not None:
                 self.transport.loseConnection()

@@ -616,7 +616,7 @@ class LearnerHandler(QuorumStream):
     """One learner's connection to the leader (LearnerHandler.run)."""
 
     def __init__(self, leader: Leader) -> None:
-        super().__init__()
+        super().__init__(leader.server.reactor)
         self.leader = leader
         self.sid = -1  # known once FOLLOWERINFO arrives
         self.observer = False

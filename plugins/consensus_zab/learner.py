@@ -451,7 +451,7 @@ class LearnerConnection(QuorumStream):
     NEWLEADER is acked, then syncLimit ticks)."""
 
     def __init__(self, learner: Learner) -> None:
-        super().__init__()
+        super().__init__(learner.reactor)
         self.learner = learner
         self.timer: Any = None
         self.limit_ms = learner.init_ms

@@ -132,6 +132,7 @@ class Peer:
         self.feed(packet(ptype, zxid, data, authinfo))
 
     def take(self) -> bytes:
+        self.reactor.advance(0)  # packets leave at the end of the reactor turn that sent them
         out = self.transport.value()
         self.transport.clear()
         return out
