@@ -58,6 +58,8 @@ DEFAULT_CONTAINER_CHECK_MS = 60000
 _REQUEST_HEAD = struct.Struct(">qii")
 _SESSION_TOUCH = struct.Struct(">qi")
 _REVALIDATE_ANSWER = struct.Struct(">q?")
+# compared with or sent per txn, bound once (see core.opcodes)
+_SYNC, _PROPOSAL, _ACK, _COMMIT = OpCode.sync, PacketType.PROPOSAL, PacketType.ACK, PacketType.COMMIT
 _SNAP_END = INT.pack(len(SNAP_SIGNATURE)) + SNAP_SIGNATURE.encode()
 
 DIFF, TRUNC, SNAP = PacketType.DIFF, PacketType.TRUNC, PacketType.SNAP
@@ -401,9 +403,10 @@ class Leader:
             h.send(PacketType.PROPOSAL, zxid, payload)
             h.send(PacketType.COMMIT, zxid)
         if not h.observer:
+            now = self.server.now_ms()
             for zxid, p in self.outstanding.items():
                 if zxid > plan.last_seen:
-                    h.proposal_sent(zxid, p.payload)
+                    h.proposal_sent(zxid, p.payload, now)
         h.forwarding = True
         h.state = "newleader"
         h.send(PacketType.NEWLEADER, self.epoch << 32, self.config_bytes)
@@ -451,7 +454,7 @@ class Leader:
 
     def submit(self, request: Request) -> None:
         """A write of this member's client, or a sync."""
-        if request.type == OpCode.sync:
+        if request.type == _SYNC:
             self.after_outstanding(lambda: self.server.synced(request))
         else:
             self.propose(request)
@@ -475,9 +478,10 @@ class Leader:
         _, smallest, largest = self.proposal_sizes
         self.proposal_sizes = (size, size if smallest < 0 else min(smallest, size), max(largest, size))
         self.outstanding[zxid] = Proposal(txn, payload)
+        now = self.server.now_ms()
         for h in self.handlers:
             if h.forwarding and not h.observer:
-                h.proposal_sent(zxid, payload)
+                h.proposal_sent(zxid, payload, now)
         self.zab.log.append(zxid, payload, self._durable)
 
     def _durable(self, zxid: int) -> None:
@@ -513,7 +517,7 @@ class Leader:
                     if h.observer:
                         h.send(PacketType.INFORM, zxid, p.payload)
                     else:
-                        h.send(PacketType.COMMIT, zxid)
+                        h.send(_COMMIT, zxid)
             server.commit(p.txn)
             self.prep.applied(zxid)
             self.zab.committed.add(zxid, p.payload)
@@ -663,9 +667,9 @@ class LearnerHandler(QuorumStream):
         self.state = "ackepoch"
         self.send(PacketType.LEADERINFO, epoch << 32, INT.pack(LEARNER_PROTOCOL_VERSION))
 
-    def proposal_sent(self, zxid: int, payload: bytes) -> None:
-        self.send(PacketType.PROPOSAL, zxid, payload)
-        self.unacked.append((zxid, self.leader.server.now_ms()))
+    def proposal_sent(self, zxid: int, payload: bytes, now_ms: int) -> None:
+        self.send(_PROPOSAL, zxid, payload)
+        self.unacked.append((zxid, now_ms))
 
     def acked(self, zxid: int) -> None:
         while self.unacked and self.unacked[0][0] <= zxid:
@@ -683,12 +687,15 @@ class LearnerHandler(QuorumStream):
 
     # -- input --------------------------------------------------------------------------------
 
+    def dataReceived(self, data: bytes) -> None:
+        self.leader.heard(self)  # once per read: its packets all arrived now
+        super().dataReceived(data)
+
     def packet_received(self, pkt: QuorumPacket) -> None:
         leader = self.leader
         if leader.stopped:
             self.close()
             return None
-        leader.heard(self)
         t = pkt.type
         state = self.state
         if state == "info":
@@ -707,7 +714,7 @@ class LearnerHandler(QuorumStream):
                 return None
             leader.newleader_ack(self, pkt.zxid)
         elif state in ("acked", "serving"):
-            if t == PacketType.ACK:
+            if t == _ACK:
                 if not self.observer:
                     leader.ack(self, pkt.zxid)
             elif t == PacketType.PING:

@@ -49,6 +49,9 @@ log = Logger()
 _REQUEST_HEAD = struct.Struct(">qii")
 _SESSION_TOUCH = struct.Struct(">qi")
 _REVALIDATE_ANSWER = struct.Struct(">q?")
+# compared with or sent per txn, bound once (see core.opcodes)
+_SYNC, _CREATE_SESSION = OpCode.sync, OpCode.createSession
+_PROPOSAL, _ACK, _COMMIT, _REQUEST = PacketType.PROPOSAL, PacketType.ACK, PacketType.COMMIT, PacketType.REQUEST
 # Learner.connectToLeader's pause between attempts (leaderConnectDelayDuringRetryMs, 100 ms):
 # right after an election the new leader may not listen yet
 CONNECT_RETRY_SECONDS = 0.1
@@ -315,9 +318,9 @@ class Learner:
 
     def _broadcast(self, pkt: QuorumPacket) -> None:
         t = pkt.type
-        if t == PacketType.PROPOSAL:
+        if t == _PROPOSAL:
             self._log(pkt.zxid, pkt.data or b"", decode_txn(pkt.data or b""))
-        elif t == PacketType.COMMIT:
+        elif t == _COMMIT:
             self._commit(pkt.zxid)
         elif t == PacketType.INFORM:
             self._log(pkt.zxid, pkt.data or b"", decode_txn(pkt.data or b""))
@@ -346,7 +349,7 @@ class Learner:
         self.durable_upto = max(self.durable_upto, zxid)
         if not self.observer:
             if self.serving:
-                self._send(PacketType.ACK, zxid)
+                self._send(_ACK, zxid)
             else:
                 self.deferred_acks.append(zxid)
         self._run_commits()
@@ -419,14 +422,14 @@ class Learner:
 
     def submit(self, request: Request) -> None:
         """A client write, session change or sync: to the leader as REQUEST."""
-        if request.type == OpCode.sync:
+        if request.type == _SYNC:
             self.syncs.append(request)
-        if request.type == OpCode.createSession:
+        if request.type == _CREATE_SESSION:
             body = CreateSessionTxn.encode(request.record)
         else:
             body = request.raw
         data = _REQUEST_HEAD.pack(request.session_id, request.cxid, request.type) + body
-        self._send(PacketType.REQUEST, -1, data, list(request.auth) or None)
+        self._send(_REQUEST, -1, data, list(request.auth) or None)
 
     def revalidate(self, session_id: int, timeout: int) -> Deferred[bool]:
         d: Deferred[bool] = Deferred()

@@ -245,6 +245,21 @@ def test_diff_handshake_equals_the_java_leader(tmp_path: Path) -> None:
     assert f3.take() == b"" and m.zab.is_serving()
 
 
+def test_a_joining_learner_gets_the_outstanding_proposals_after_its_sync(tmp_path: Path) -> None:
+    m, _, _ = diff_leader(tmp_path)
+    leader = m.zab.active
+    zxid, payload = session_txn(leader.last_proposed + 1)
+    leader.last_proposed = zxid  # proposed, not yet acked by a quorum
+    leader.outstanding[zxid] = Proposal(decode_txn(payload), payload)
+    f3 = m.learner(40003)
+    for p in packets(read_hex("learner-handshake-follower-to-leader.hex"))[:3]:
+        f3.feed(p.encode())
+    sent = [(p.type, p.zxid) for p in packets(f3.take()) if p.zxid == zxid]
+    assert sent == [(PacketType.PROPOSAL, zxid)]  # no COMMIT: it is not committed
+    handler = next(h for h in leader.handlers if h.sid == 3)
+    assert [z for z, _ in handler.unacked] == [zxid]  # its ACK is awaited (syncLimit)
+
+
 def test_trunc_handshake_equals_the_java_leader(tmp_path: Path) -> None:
     m, _, _ = diff_leader(tmp_path)
     f3 = m.learner(40003)
