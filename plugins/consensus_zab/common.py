@@ -35,6 +35,7 @@ COUNTER_MASK = 0xFFFFFFFF
 
 _INT = struct.Struct(">i")
 _HEAD = struct.Struct(">iqi")  # type, zxid, data length
+_NULL_VECTOR = _INT.pack(-1)
 
 
 def epoch_of(zxid: int) -> int:
@@ -47,8 +48,36 @@ def is_new_epoch_zxid(zxid: int) -> bool:
 
 
 def packet(ptype: int, zxid: int, data: bytes | None = None, authinfo: list[Id] | None = None) -> bytes:
-    """One QuorumPacket's bytes."""
-    return QuorumPacket.encode(QuorumPacket(ptype, zxid, data, authinfo))
+    """One QuorumPacket's bytes; without authinfo (every packet but a learner's REQUEST) they
+    are packed directly: type, zxid, data, and a null authinfo vector."""
+    if authinfo is not None:
+        return QuorumPacket.encode(QuorumPacket(ptype, zxid, data, authinfo))
+    if data is None:
+        return _HEAD.pack(ptype, zxid, -1) + _NULL_VECTOR
+    return _HEAD.pack(ptype, zxid, len(data)) + data + _NULL_VECTOR
+
+
+def read_packet(buf: bytes | bytearray, off: int) -> tuple[QuorumPacket, int] | None:
+    """The QuorumPacket at `off` and the offset after it, or None while bytes are missing.
+    Raises JuteError on lengths no packet has. A packet without authinfo (PROPOSAL, ACK,
+    COMMIT...) is read from its header; one with authinfo goes through the jute decoder."""
+    n = len(buf)
+    if n - off < _HEAD.size + 4:
+        return None
+    ptype, zxid, size = _HEAD.unpack_from(buf, off)
+    if size < -1 or size > MAX_PACKET_DATA:
+        raise JuteError(f"quorum packet data length {size}")
+    start = off + _HEAD.size
+    pos = start + max(size, 0)
+    if n - pos < 4:
+        return None
+    if _INT.unpack_from(buf, pos)[0] == -1:
+        data = bytes(buf[start:pos]) if size >= 0 else None
+        return QuorumPacket(ptype, zxid, data, None), pos + 4
+    end = packet_end(buf, off)
+    if end is None:
+        return None
+    return QuorumPacket.decode(bytes(buf[off:end]))[0], end
 
 
 def packet_end(buf: bytes | bytearray, off: int) -> int | None:
@@ -268,14 +297,13 @@ class QuorumStream(Protocol):
                 self.off, d = res
             else:
                 try:
-                    end = packet_end(self.buf, self.off)
-                    if end is None:
+                    read = read_packet(self.buf, self.off)
+                    if read is None:
                         break
-                    pkt = QuorumPacket.decode(bytes(self.buf[self.off:end]))[0]
+                    pkt, self.off = read
                 except (JuteError, struct.error) as e:
                     self.stream_failed(f"malformed quorum packet: {e}")
                     return
-                self.off = end
                 try:
                     d = self.packet_received(pkt)
                 except (ValueError, struct.error) as e:  # a protocol violation: this connection ends

@@ -7,7 +7,9 @@ import struct
 import pytest
 
 from core.jute import JuteError
+from core.records import Id
 from core.txn import decode_txn, encode_txn
+from plugins.consensus_zab.common import packet, read_packet
 from plugins.consensus_zab.packets import (
     InitialMessage, LearnerInfo, Notification, PacketType, QuorumPacket, ServerState,
 )
@@ -51,6 +53,34 @@ def test_quorum_streams_round_trip(name: str) -> None:
         if p.type in (PacketType.FOLLOWERINFO, PacketType.OBSERVERINFO):
             info = LearnerInfo.decode(p.data or b"")[0]
             assert info.protocolVersion == 0x10000 and info.encode() == p.data
+
+
+@pytest.mark.parametrize("name", QUORUM_STREAMS)
+def test_read_packet_and_packet_agree_with_the_jute_codec(name: str) -> None:
+    """The header shortcuts (no authinfo) read and write what the generated codec does, on a
+    live ensemble's bytes, byte by byte as they arrive too."""
+    data = read_hex(name)
+    expected = packets(data)
+    for p in expected:
+        assert packet(p.type, p.zxid, p.data, p.authinfo) == p.encode()
+    found, off = [], 0
+    while (read := read_packet(data, off)) is not None:
+        found.append(read[0])
+        off = read[1]
+    assert found == expected
+    for end in range(len(data[:200])):  # a prefix: whole packets, then None
+        off, count = 0, 0
+        while (read := read_packet(data[:end], off)) is not None:
+            off, count = read[1], count + 1
+        assert found[:count] == expected[:count]
+
+
+def test_read_packet_with_authinfo_and_bad_lengths() -> None:
+    p = QuorumPacket(PacketType.REQUEST, -1, b"body", [Id("digest", "u:x"), Id("ip", "1.2.3.4")])
+    assert read_packet(p.encode() + b"rest", 0) == (p, len(p.encode()))
+    assert read_packet(QuorumPacket(PacketType.ACK, 5, b"", None).encode(), 0)[0].data == b""
+    with pytest.raises(JuteError):
+        read_packet(struct.pack(">iqi", 3, 1, -2) + b"\xff" * 4, 0)
 
 
 def test_diff_handshake_sequence() -> None:
