@@ -519,10 +519,10 @@ class Leader:
                     else:
                         h.send(_COMMIT, zxid)
             server.commit(p.txn)
-            self.prep.applied(zxid)
             self.zab.committed.add(zxid, p.payload)
             committed = True
         if committed:
+            self.prep.applied(self.last_committed)  # nothing is prepped while a pass commits
             while self.syncs and self.syncs[0][0] <= self.last_committed:
                 self.syncs.popleft()[1]()
             server.flush_soon()
