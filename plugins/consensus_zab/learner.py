@@ -480,12 +480,10 @@ class LearnerConnection(QuorumStream):
             self.close()
 
     def packet_received(self, pkt: QuorumPacket) -> Deferred[Any] | None:
-        self._rearm()
         return self.learner.packet(pkt)
 
     def dataReceived(self, data: bytes) -> None:
-        if self.raw is not None:
-            self._rearm()  # a long SNAP payload is progress too
+        self._rearm()  # any bytes from the leader are progress (a socket read timeout, as Java's)
         super().dataReceived(data)
 
     def stream_failed(self, why: str) -> None:
