@@ -11,6 +11,11 @@ on the reactor. It is done when the frozen objects have doubled since the last f
 its cost per object stays constant as the tree grows) or when `full_every` seconds have passed
 (so what dies among them is found within that time); otherwise only the young objects are
 collected and frozen, which costs next to nothing.
+
+The young generation is collected every YOUNG_THRESHOLD allocations instead of CPython's 700:
+with hundreds of requests in flight, each young collection rescanned their live objects (a
+request, its txn, its change record, its reply slot): about 4% of the server's CPU under write
+load (perf), under 0.1% at 50,000, where most of what a collection finds has died before it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import gc
 
 FULL_EVERY = 600.0
+YOUNG_THRESHOLD = 50_000
 
 
 class HeapSettler:
@@ -30,7 +36,9 @@ class HeapSettler:
         self.full_passes = 0
 
     def settle(self, now: float) -> None:
-        """Collect, then freeze everything alive; `now` is the reactor's time in seconds."""
+        """Collect, then freeze everything alive; `now` is the reactor's time in seconds. Also
+        sets the young generation's threshold (YOUNG_THRESHOLD), keeping the older ones'."""
+        gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         full = (self.last_full is None or now - self.last_full >= self.full_every
                 or gc.get_freeze_count() >= 2 * self.frozen_after_full)
         if full:

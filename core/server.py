@@ -321,7 +321,11 @@ class ZKServer:
                 conn.out.append(self._run(conn, xid, path_read, *args))
                 conn.replied_now += 1
             return
-        sid = conn.session_id
+        write = WRITE_REQUESTS.get(op)
+        if write is not None:
+            # an undecodable body still takes a zxid: prep makes it a MARSHALLINGERROR txn
+            self.submit(conn, xid, op, decode_record(write, frame, 8), frame)
+            return
         read = self.reads.get(op)
         if read is not None:
             record = decode_record(read[0], frame, 8)
@@ -332,9 +336,6 @@ class ZKServer:
             else:
                 conn.send(self._run(conn, xid, read[1], record))
                 conn.replied_now += 1
-        elif op in WRITE_REQUESTS:
-            # an undecodable body still takes a zxid: prep makes it a MARSHALLINGERROR txn
-            self.submit(conn, xid, op, decode_record(WRITE_REQUESTS[op], frame, 8), frame)
         elif op == OpCode.ping:
             conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, 0))
         elif op == OpCode.multi:
@@ -348,7 +349,7 @@ class ZKServer:
         elif op == OpCode.sync:
             self.submit(conn, xid, op, PathRequest.decode(frame, 8)[0], frame)
         elif op == OpCode.closeSession:
-            self.sessions.set_closing(sid)
+            self.sessions.set_closing(conn.session_id)
             self.submit(conn, xid, op, None, frame)
         elif op == OpCode.auth:
             self.authenticate(conn, AuthPacket.decode(frame, 8)[0])

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.heap import HeapSettler
+from core.heap import YOUNG_THRESHOLD, HeapSettler
 
 
 class _Cycle:
@@ -18,8 +18,16 @@ class _Cycle:
 
 @pytest.fixture(autouse=True)
 def _thawed() -> Iterator[None]:
+    threshold = gc.get_threshold()
     yield
     gc.unfreeze()  # leave the test process's collector as it was
+    gc.set_threshold(*threshold)
+
+
+def test_settle_raises_the_young_threshold_only() -> None:
+    gc.set_threshold(700, 9, 8)
+    HeapSettler().settle(0.0)
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, 9, 8)
 
 
 def test_first_pass_is_full_then_only_young_objects_until_the_interval() -> None:
