@@ -10,7 +10,7 @@ from core.jute import JuteError
 from core.opcodes import OpCode
 from core.records import (
     CheckVersionRequest, CreateRequest, CreateSessionTxn, CreateTTLRequest, DeleteRequest,
-    MultiHeader, PathRequest, PathWatchRequest, ReconfigRequest, SetACLRequest, SetDataRequest,
+    PathRequest, PathWatchRequest, ReconfigRequest, SetACLRequest, SetDataRequest,
 )
 
 # Request records of the ops that become txns (multi and sync handled on their own).
@@ -36,6 +36,7 @@ MULTI_OPS: dict[int, Any] = {
     OpCode.check: CheckVersionRequest,
 }
 _INT = struct.Struct(">i")
+_MULTI_HEADER = struct.Struct(">i?i")  # MultiHeader: type, done, err
 
 MULTI_READ_OPS: dict[int, Any] = {OpCode.getData: PathWatchRequest, OpCode.getChildren: PathWatchRequest}
 
@@ -68,16 +69,17 @@ def decode_multi(buf: bytes, off: int, allowed: dict[int, Any]) -> list[tuple[in
     ops: list[tuple[int, Any]] = []
     try:
         while True:
-            h, off = MultiHeader.decode(buf, off)
-            if h.done:
+            op, done, _ = _MULTI_HEADER.unpack_from(buf, off)  # MultiHeader, without the object
+            off += _MULTI_HEADER.size
+            if done:
                 return ops
-            cls = allowed.get(h.type)
+            cls = allowed.get(op)
             if cls is None:
                 return None
             rec, off = cls.decode(buf, off)
             if getattr(rec, "path", "") is None:
                 return None
-            ops.append((h.type, rec))
+            ops.append((op, rec))
     except (JuteError, struct.error):
         return None
 

@@ -6,6 +6,7 @@ These are the bytes of a log entry, of a ZAB PROPOSAL and of what a Store keeps
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ BODY: dict[int, Any] = {
     OpCode.error: ErrorTxn,
 }
 
+_INT = struct.Struct(">i")
+_SUB_HEAD = struct.Struct(">ii")  # a MultiTxn entry (jute Txn): type, then its body's length
 # compared with per txn, bound once (see core.opcodes)
 _MULTI, _CLOSE_SESSION = OpCode.multi, OpCode.closeSession
 
@@ -58,9 +61,11 @@ def encode_txn(txn: Txn) -> bytes:
     """The log-entry payload: TxnHeader, body, then TxnDigest if present."""
     parts: list[bytes] = []
     TxnHeader.encode_into(txn.header, parts)
-    if txn.header.type == _MULTI:
-        subs = [SubTxn(t, BODY[t].encode(r)) for t, r in txn.body]
-        MultiTxn.encode_into(MultiTxn(subs), parts)
+    if txn.header.type == _MULTI:  # MultiTxn: the count, then each sub-txn's type and body
+        parts.append(_INT.pack(len(txn.body)))
+        for t, r in txn.body:
+            sub = BODY[t].encode(r)
+            parts += (_SUB_HEAD.pack(t, len(sub)), sub)
     elif txn.body is not None:
         BODY[txn.header.type].encode_into(txn.body, parts)
     if txn.digest is not None:
