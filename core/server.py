@@ -486,40 +486,36 @@ class ZKServer:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _node(self, path: str | None) -> Node:
+    def _readable(self, conn: ServerConnection, path: str | None, perm: int) -> Node:
+        """The node at `path` (else NONODE) if `conn` holds `perm` on it (else NOAUTH)."""
         node = self.tree.nodes.get(path or "/")
         if node is None:
             raise ZKError(Code.NONODE, path)
-        return node
-
-    def _check(self, node: Node, conn: ServerConnection, perm: int) -> None:
         if not self.access.allowed(node.acl, conn.auth_ids, perm):
             raise ZKError(Code.NOAUTH)
+        return node
 
     def exists(self, conn: ServerConnection, path: str, watch: bool) -> bytes:
         path = path or "/"
         if "\0" in path:
             raise ZKError(Code.BADARGUMENTS)
-        node = self.tree.nodes.get(path)
-        if node is None:
+        if path not in self.tree.nodes:
             if watch:
                 self.watches.add(DATA, path, conn)
             raise ZKError(Code.NONODE)
-        self._check(node, conn, _READ)
+        node = self._readable(conn, path, _READ)
         if watch:
             self.watches.add(DATA, path, conn)
         return node.data_reply()[-STAT_SIZE:]
 
     def get_data(self, conn: ServerConnection, path: str, watch: bool) -> bytes:
-        node = self._node(path)
-        self._check(node, conn, _READ)
+        node = self._readable(conn, path, _READ)
         if watch:
             self.watches.add(DATA, path or "/", conn)
         return node.data_reply()  # GetDataResponse
 
     def _children(self, conn: ServerConnection, path: str, watch: bool) -> Node:
-        node = self._node(path)
-        self._check(node, conn, _READ)
+        node = self._readable(conn, path, _READ)
         if watch:
             self.watches.add(CHILD, path or "/", conn)
         return node
@@ -532,8 +528,7 @@ class ZKServer:
         return node.children_list() + node.data_reply()[-STAT_SIZE:]  # GetChildren2Response
 
     def get_acl(self, conn: ServerConnection, r: PathRequest) -> bytes:
-        node = self._node(r.path)
-        self._check(node, conn, Perm.READ | Perm.ADMIN)
+        node = self._readable(conn, r.path, Perm.READ | Perm.ADMIN)
         acl = list(node.acl)
         if not self.access.allowed(node.acl, conn.auth_ids, Perm.ADMIN):
             acl = [ACL(a.perms, Id(a.id.scheme, a.id.id.split(":", 1)[0] + ":x")) if a.id.scheme == "digest" else a
@@ -541,8 +536,7 @@ class ZKServer:
         return GetACLResponse.encode(GetACLResponse(acl, node.stat()))
 
     def get_all_children_number(self, conn: ServerConnection, r: PathRequest) -> bytes:
-        node = self._node(r.path)
-        self._check(node, conn, Perm.READ)
+        node = self._readable(conn, r.path, Perm.READ)
         return INT.pack(self.tree.descendants_count(r.path or "/"))
 
     def get_ephemerals(self, conn: ServerConnection, r: PathRequest) -> bytes:
