@@ -36,6 +36,8 @@ COUNTER_MASK = 0xFFFFFFFF
 _INT = struct.Struct(">i")
 _HEAD = struct.Struct(">iqi")  # type, zxid, data length
 _NULL_VECTOR = _INT.pack(-1)
+_AUTHINFO: dict[bytes, tuple[Id, ...]] = {}
+_AUTHINFO_CACHE = 1024
 
 
 def epoch_of(zxid: int) -> int:
@@ -47,14 +49,12 @@ def is_new_epoch_zxid(zxid: int) -> bool:
     return zxid & COUNTER_MASK == 0
 
 
-def packet(ptype: int, zxid: int, data: bytes | None = None, authinfo: list[Id] | None = None) -> bytes:
-    """One QuorumPacket's bytes; without authinfo (every packet but a learner's REQUEST) they
-    are packed directly: type, zxid, data, and a null authinfo vector."""
-    if authinfo is not None:
-        return QuorumPacket.encode(QuorumPacket(ptype, zxid, data, authinfo))
-    if data is None:
-        return _HEAD.pack(ptype, zxid, -1) + _NULL_VECTOR
-    return _HEAD.pack(ptype, zxid, len(data)) + data + _NULL_VECTOR
+def packet(ptype: int, zxid: int, data: bytes | None = None, authinfo: Sequence[Id] | None = None) -> bytes:
+    """One QuorumPacket's bytes, packed directly: type, zxid, data, then the authinfo vector
+    (null but in a learner's REQUEST)."""
+    head = _HEAD.pack(ptype, zxid, -1 if data is None else len(data))
+    auth = _NULL_VECTOR if authinfo is None else _INT.pack(len(authinfo)) + b"".join(map(Id.encode, authinfo))
+    return head + auth if data is None else head + data + auth
 
 
 def read_packet(buf: bytes | bytearray, off: int) -> tuple[QuorumPacket, int] | None:
@@ -71,13 +71,28 @@ def read_packet(buf: bytes | bytearray, off: int) -> tuple[QuorumPacket, int] | 
     pos = start + max(size, 0)
     if n - pos < 4:
         return None
+    data = bytes(buf[start:pos]) if size >= 0 else None
     if _INT.unpack_from(buf, pos)[0] == -1:
-        data = bytes(buf[start:pos]) if size >= 0 else None
         return QuorumPacket(ptype, zxid, data, None), pos + 4
-    end = packet_end(buf, off)
+    end = packet_end(buf, off)  # validates the authinfo's lengths
     if end is None:
         return None
-    return QuorumPacket.decode(bytes(buf[off:end]))[0], end
+    return QuorumPacket(ptype, zxid, data, list(_authinfo(bytes(buf[pos:end])))), end
+
+
+def _authinfo(vector: bytes) -> tuple[Id, ...]:
+    """A REQUEST's authinfo vector, decoded once per distinct vector (a learner's client
+    connections repeat a few: their ip and authenticated ids)."""
+    ids = _AUTHINFO.get(vector)
+    if ids is None:
+        count, off, decoded = _INT.unpack_from(vector, 0)[0], 4, []
+        for _ in range(count):
+            i, off = Id.decode(vector, off)
+            decoded.append(i)
+        ids = tuple(decoded)
+        if len(_AUTHINFO) < _AUTHINFO_CACHE:
+            _AUTHINFO[vector] = ids
+    return ids
 
 
 def packet_end(buf: bytes | bytearray, off: int) -> int | None:
