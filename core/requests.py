@@ -35,7 +35,6 @@ MULTI_OPS: dict[int, Any] = {
     OpCode.setData: SetDataRequest,
     OpCode.check: CheckVersionRequest,
 }
-_INT = struct.Struct(">i")
 _MULTI_HEADER = struct.Struct(">i?i")  # MultiHeader: type, done, err
 
 MULTI_READ_OPS: dict[int, Any] = {OpCode.getData: PathWatchRequest, OpCode.getChildren: PathWatchRequest}
@@ -49,18 +48,6 @@ def decode_record(cls: Any, buf: bytes, off: int) -> Any:
     except (JuteError, struct.error):
         return None
     return None if getattr(record, "path", "") is None else record
-
-
-def decode_path_watch(buf: bytes, off: int) -> tuple[str, bool] | None:
-    """The (path, watch) of a PathWatchRequest at `off` (exists, getData, getChildren), or
-    None as `decode_record` answers: the generated decoder, without the record object."""
-    if len(buf) - off < 5:
-        return None
-    n = _INT.unpack_from(buf, off)[0]
-    end = off + 4 + n
-    if n < 0 or end >= len(buf):
-        return None
-    return buf[off + 4:end].decode("utf-8", "replace"), buf[end] != 0
 
 
 def decode_multi(buf: bytes, off: int, allowed: dict[int, Any]) -> list[tuple[int, Any]] | None:

@@ -30,7 +30,7 @@ from core.opcodes import AddWatchMode, EventType, KeeperState, OpCode, Perm
 from core.ops import fourletter
 from core.ops.stats import DIGEST_LOG_INTERVAL, ServerStats
 from core.requests import (
-    MULTI_OPS, MULTI_READ_OPS, WRITE_REQUESTS, decode_multi, decode_path_watch, decode_record,
+    MULTI_OPS, MULTI_READ_OPS, WRITE_REQUESTS, decode_multi, decode_record,
 )
 from core.records import (
     ACL, AddWatchRequest, AuthPacket, ClientInfo, ConnectRequest, CreateResponse,
@@ -312,11 +312,15 @@ class ZKServer:
         xid, op = _HDR.unpack_from(frame, 0)
         path_read = self.path_reads.get(op)
         if path_read is not None:
-            args = decode_path_watch(frame, 8)
-            if args is None:
+            # PathWatchRequest (path, watch), read in place: a path that is null or runs past
+            # the frame, or no watch byte, is the MARSHALLINGERROR the record decoder gives
+            n = INT.unpack_from(frame, 8)[0] if len(frame) >= 13 else -1
+            end = 12 + n
+            if n < 0 or end >= len(frame):
                 self._marshalling_error(conn, xid)
                 return
-            path, watch = args
+            path = frame[12:end].decode("utf-8", "replace")
+            watch = frame[end] != 0
             if conn.pending:  # behind this session's writes: runs when they are done
                 conn.pending.append(Slot(None, partial(self._run, conn, xid, path_read, path, watch), conn.received_at))
             else:  # written when dataReceived has read the whole batch
