@@ -50,15 +50,10 @@ _MULTI_PLAIN = frozenset({OpCode.delete, OpCode.setData, OpCode.check})
 # ops whose session ZooKeeper does not check in prep (deleteContainer: see the module doc)
 _NO_SESSION_CHECK = frozenset({OpCode.createSession, OpCode.closeSession, OpCode.deleteContainer})
 # members compared with per request, bound once (see core.opcodes)
-_MULTI = OpCode.multi
-_CLOSE_SESSION = OpCode.closeSession
+_MULTI, _CHECK, _CLOSE_SESSION = OpCode.multi, OpCode.check, OpCode.closeSession
+_CREATE_TTL, _CREATE_CONTAINER = OpCode.createTTL, OpCode.createContainer
 _DELETE_CONTAINER = OpCode.deleteContainer
-_CHECK = OpCode.check
-_CREATE_TTL = OpCode.createTTL
-_CREATE_CONTAINER = OpCode.createContainer
-_PERM_CREATE = Perm.CREATE
-_PERM_DELETE = Perm.DELETE
-_PERM_WRITE = Perm.WRITE
+_PERM_CREATE, _PERM_DELETE, _PERM_WRITE = Perm.CREATE, Perm.DELETE, Perm.WRITE
 
 
 class _Change:

@@ -44,14 +44,10 @@ _STAT = struct.Struct(">qqqqiiiqiiq")  # Stat
 _LEN = struct.Struct(">i")
 STAT_SIZE = _STAT.size
 # members compared with per request, bound once (see core.opcodes)
-_CREATE_CONTAINER = OpCode.createContainer
-_CREATE_TTL = OpCode.createTTL
-_CREATE = OpCode.create
-_NODE_CREATED = EventType.NodeCreated
-_NODE_DELETED = EventType.NodeDeleted
-_NODE_DATA_CHANGED = EventType.NodeDataChanged
-_NODE_CHILDREN_CHANGED = EventType.NodeChildrenChanged
+_CREATE, _CREATE_CONTAINER, _CREATE_TTL = OpCode.create, OpCode.createContainer, OpCode.createTTL
 _ERROR = OpCode.error
+_NODE_CREATED, _NODE_DELETED = EventType.NodeCreated, EventType.NodeDeleted
+_NODE_DATA_CHANGED, _NODE_CHILDREN_CHANGED = EventType.NodeDataChanged, EventType.NodeChildrenChanged
 _NOT_IN_MULTI = frozenset((OpCode.multi, OpCode.createSession, OpCode.closeSession))
 
 class TreeListener(Protocol):

@@ -18,8 +18,7 @@ from core.records import ACL, Id
 DATA, CHILD, PERSISTENT, RECURSIVE = 0, 1, 2, 3
 _KINDS = (DATA, CHILD, PERSISTENT, RECURSIVE)
 # members compared with per request, bound once (see core.opcodes)
-_NODE_CREATED = EventType.NodeCreated
-_NODE_DATA_CHANGED = EventType.NodeDataChanged
+_NODE_CREATED, _NODE_DATA_CHANGED = EventType.NodeCreated, EventType.NodeDataChanged
 _NODE_CHILDREN_CHANGED = EventType.NodeChildrenChanged
 _DATA_EVENTS = frozenset((_NODE_CREATED, _NODE_DATA_CHANGED))
 
