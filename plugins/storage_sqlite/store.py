@@ -34,6 +34,12 @@ On-disk format and the rules this module keeps:
     The snapshot's chunks as the caller gave them, in order (empty ones skipped).
 ``meta(key VARCHAR(255) PK, value BLOB)``
     Small named values.
+
+Checkpoints (SQLite): the appends' connection never checkpoints the WAL (its
+``wal_autocheckpoint`` is 0), so a write never waits while SQLite copies the WAL into the
+database file and syncs it. A thread of the store runs ``wal_checkpoint(PASSIVE)`` on the
+snapshot connection instead, once about CHECKPOINT_BYTES of log were appended since the last
+one: it runs beside the appends, which go on writing the WAL meanwhile.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ _TXN = struct.Struct(">qI")  # a txn's header inside a batch row: zxid, length
 _KEYS = struct.Struct(">qq")  # first_zxid, zxid: checksummed with the payload
 _PAGE = 256  # batch rows fetched per query by read_from
 _SNAPSHOT_COMMIT = 1 << 20  # snapshot bytes per transaction of save_snapshot
+CHECKPOINT_BYTES = 4 << 20  # log bytes appended between two checkpoints (SQLite's default WAL size)
 
 # SQLite's rowid is its INTEGER PRIMARY KEY: 64 bits, and no separate index.
 _ZXID = BigInteger().with_variant(Integer, "sqlite")
@@ -157,7 +164,13 @@ class SqliteStore:
         self._driver_error: type[Exception] = Exception
         self._cursor: Any = None  # the driver's cursor `append` reuses
         self._snap_conn: Connection | None = None  # save_snapshot's own connection
-        self._snapshot_lock = threading.Lock()  # held by save_snapshot
+        self._snapshot_lock = threading.Lock()  # held by save_snapshot and the checkpoints
+        self.checkpoint_bytes = CHECKPOINT_BYTES
+        self.checkpoints = 0  # done by the checkpoint thread (SQLite only)
+        self._unchecked = 0  # log bytes appended since the last checkpoint was asked for
+        self._checkpoint_wanted = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        self._closing = False
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -189,6 +202,8 @@ class SqliteStore:
         except SQLAlchemyError as e:
             raise StoreError(f"cannot open {self._location}: {_one_line(e)}") from e
         self._compile_append(translate[LOG_SCHEMA])
+        if url.get_backend_name() == "sqlite":
+            self._start_checkpoints()
         self._last = self._drop_corrupt_tail()
         with self._transaction() as conn:  # a save cut short by a crash
             conn.execute(delete(snapshot_chunks).where(
@@ -204,6 +219,35 @@ class SqliteStore:
         self._append_sql = str(compiled)
         self._append_keys = tuple(compiled.positiontup or ()) if compiled.positional else None
         self._driver_error = self._conn.dialect.loaded_dbapi.Error
+
+    def _start_checkpoints(self) -> None:
+        """The appends' connection stops checkpointing; the checkpoint thread starts."""
+        assert self._conn is not None
+        driver = self._conn.connection.dbapi_connection
+        assert driver is not None
+        driver.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint",
+                                              daemon=True)
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        """The checkpoint thread: a PASSIVE checkpoint of each database file when asked."""
+        schemas = ["main"] + ([LOG_SCHEMA] if self._log_file else [])
+        while True:
+            self._checkpoint_wanted.wait()
+            self._checkpoint_wanted.clear()
+            with self._snapshot_lock:
+                if self._closing or self._snap_conn is None:
+                    return
+                driver = self._snap_conn.connection.dbapi_connection
+                assert driver is not None
+                try:
+                    for schema in schemas:
+                        driver.execute(f"PRAGMA {schema}.wal_checkpoint(PASSIVE)").fetchall()
+                except self._driver_error as e:  # the next append's sync reports a sick disk
+                    log.warn("{location}: checkpoint failed: {err}", location=self._location, err=_one_line(e))
+                    continue
+                self.checkpoints += 1
 
     def _sqlite_pragmas(self, dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
@@ -234,7 +278,13 @@ class SqliteStore:
         return row.zxid if row is not None else 0
 
     def close(self) -> None:
-        """Close the connections (after a snapshot being saved) and the engine's pool."""
+        """Stop the checkpoint thread, then close the connections (after a snapshot being
+        saved) and the engine's pool."""
+        self._closing = True
+        if self._checkpointer is not None:
+            self._checkpoint_wanted.set()
+            self._checkpointer.join()
+            self._checkpointer = None
         with self._snapshot_lock:
             if self._cursor is not None:
                 self._cursor.close()
@@ -283,6 +333,11 @@ class SqliteStore:
             driver.rollback()
             raise StoreError(f"{self._location}: {_one_line(e)}") from e
         self._last = txns[-1][0]
+        if self._checkpointer is not None:
+            self._unchecked += len(row["payload"])
+            if self._unchecked >= self.checkpoint_bytes:
+                self._unchecked = 0
+                self._checkpoint_wanted.set()
 
     def read_from(self, zxid: int) -> Iterator[tuple[int, bytes]]:
         """Every txn above `zxid` in zxid order, read a page of batch rows at a time (no

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -384,6 +385,28 @@ def test_sqlite_appends_go_on_while_a_snapshot_is_saved_aside(tmp_path: Path) ->
         saver.join(10)
     assert store.load_snapshot() == (7, b"a" * (1 << 20) + b"b" * 1000)
     store.close()
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_sqlite_checkpoints_on_its_own_thread_not_in_the_appends(tmp_path: Path, separate: bool) -> None:
+    """The appends' connection never checkpoints the WAL; the store's thread does (PASSIVE), once
+    checkpoint_bytes of log were appended, and the log reads back whole."""
+    store = maker(spec(sqlite_hooks).factory, separate_log_dir=separate)(tmp_path)
+    store.checkpoint_bytes = 2000
+    appends = store._conn.connection.dbapi_connection  # type: ignore[attr-defined]
+    assert appends.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    log_file = (log_dir_of(tmp_path) / "sqlite" / "log.db") if separate else tmp_path / "sqlite" / "zk.db"
+    store.append(txns(*range(1, 6)))  # a few hundred bytes: no checkpoint asked for yet
+    before = log_file.stat().st_size
+    store.append(txns(*range(6, 100)))
+    deadline = time.monotonic() + 10
+    while store.checkpoints < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # a real thread; bounded wait
+    assert store.checkpoints == 1
+    assert log_file.stat().st_size > before  # the log's pages reached the database file
+    assert [z for z, _ in store.read_from(0)] == list(range(1, 100))
+    store.close()
+    assert store.checkpoints == 1  # close stopped the thread
 
 
 def test_sqlite_open_deletes_the_chunks_of_a_save_cut_short(tmp_path: Path) -> None:
