@@ -260,30 +260,26 @@ class ServerConnection(Protocol):
         return slot
 
     def complete(self, slot: Slot, reply: bytes) -> None:
+        """Fill a write's slot; if it is the oldest owed, write it and every complete slot
+        behind it, running the reads queued behind it, up to the next write still waiting."""
         slot.reply = reply
         pending = self.pending
-        if pending and pending[0] is slot:
-            self.drain()
-
-    def drain(self) -> None:
-        """Write every slot from the head that is complete, running queued reads."""
-        pending = self.pending
+        if not pending or pending[0] is not slot:
+            return  # replies owed before it go first
         out = self.out
         later = self.replied_later
-        queued = len(out)
         while pending:
             head = pending[0]
-            reply = head.reply
-            if reply is None:
+            ready = head.reply
+            if ready is None:
                 if head.read is None:
                     break
-                reply = head.read()
+                ready = head.read()
             pending.popleft()
-            out.append(reply)
+            out.append(ready)
             if head.t:
                 later.append(head.t)
-        if len(out) > queued:
-            self.server.dirty.add(self)
+        self.server.dirty.add(self)
 
     def send_event(self, event: WatchEvent) -> None:
         """A watch notification (xid -1; the txn's zxid, -1 for setWatches events)."""
