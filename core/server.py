@@ -58,8 +58,8 @@ _STAT_REPLIES = frozenset((OpCode.setData, OpCode.setACL))
 # creates whose response carries the Stat (Create2Response), in a multi too
 CREATE2_LIKE = frozenset({OpCode.create2, OpCode.createContainer, OpCode.createTTL})
 # the MultiHeader of a multi's successful result, by the sub-txn's type (creates answer as create2)
-_MULTI_OK_HEADERS: dict[int, bytes] = {t: MultiHeader(OpCode.create2 if t in CREATE2_LIKE else t, False, 0).encode()
-                     for t in OpCode}
+_MULTI_OK_HEADERS: dict[int, bytes] = {
+    t: MultiHeader(OpCode.create2 if t in CREATE2_LIKE else t, False, 0).encode() for t in OpCode}
 
 class ZKServer:
     """One member's server: tree, sessions, watches, connections, and the chosen backends."""
@@ -503,11 +503,12 @@ class ZKServer:
         path = path or "/"
         if "\0" in path:
             raise ZKError(Code.BADARGUMENTS)
-        if path not in self.tree.nodes:
-            if watch:
+        try:
+            node = self._readable(conn, path, _READ)
+        except ZKError as e:
+            if watch and e.code == Code.NONODE:  # a watch for the node's creation
                 self.watches.add(DATA, path, conn)
-            raise ZKError(Code.NONODE)
-        node = self._readable(conn, path, _READ)
+            raise
         if watch:
             self.watches.add(DATA, path, conn)
         return node.data_reply()[-STAT_SIZE:]

@@ -50,6 +50,7 @@ _NODE_CREATED, _NODE_DELETED = EventType.NodeCreated, EventType.NodeDeleted
 _NODE_DATA_CHANGED, _NODE_CHILDREN_CHANGED = EventType.NodeDataChanged, EventType.NodeChildrenChanged
 _NOT_IN_MULTI = frozenset((OpCode.multi, OpCode.createSession, OpCode.closeSession))
 
+
 class TreeListener(Protocol):
     """Told of every watch trigger while a txn is applied (the watch manager)."""
 

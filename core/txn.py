@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from core.jute import JuteError
+from core.jute import INT, JuteError
 from core.opcodes import OpCode
 from core.records import (
     CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateSessionTxn, CreateTTLTxn,
@@ -33,7 +33,6 @@ BODY: dict[int, Any] = {
     OpCode.error: ErrorTxn,
 }
 
-_INT = struct.Struct(">i")
 _SUB_HEAD = struct.Struct(">ii")  # a MultiTxn entry (jute Txn): type, then its body's length
 # compared with per txn, bound once (see core.opcodes)
 _MULTI, _CLOSE_SESSION = OpCode.multi, OpCode.closeSession
@@ -62,7 +61,7 @@ def encode_txn(txn: Txn) -> bytes:
     parts: list[bytes] = []
     TxnHeader.encode_into(txn.header, parts)
     if txn.header.type == _MULTI:  # MultiTxn: the count, then each sub-txn's type and body
-        parts.append(_INT.pack(len(txn.body)))
+        parts.append(INT.pack(len(txn.body)))
         for t, r in txn.body:
             sub = BODY[t].encode(r)
             parts += (_SUB_HEAD.pack(t, len(sub)), sub)

@@ -260,7 +260,7 @@ class QuorumStream(Protocol):
 
     # -- output -------------------------------------------------------------------------------
 
-    def send(self, ptype: int, zxid: int, data: bytes | None = None, authinfo: list[Id] | None = None) -> None:
+    def send(self, ptype: int, zxid: int, data: bytes | None = None, authinfo: Sequence[Id] | None = None) -> None:
         """Queue one packet; the packets of a reactor turn (a burst's PROPOSALs, COMMITs or
         ACKs) leave together in one socket write when the turn's work is done."""
         if not self.closed and self.transport is not None:

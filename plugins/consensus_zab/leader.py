@@ -545,7 +545,7 @@ class Leader:
         if op == OpCode.sync:
             self.after_outstanding(lambda: h.send(PacketType.SYNC, 0))
             return
-        self.propose(Request(session_id, cxid, op, decode_write(op, body), body, list(authinfo or ())))
+        self.propose(Request(session_id, cxid, op, decode_write(op, body), body, authinfo or []))
 
     def revalidate(self, session_id: int, timeout: int) -> Deferred[bool]:
         """A client of ours reconnects: our own session table answers."""

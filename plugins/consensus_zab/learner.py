@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -36,7 +37,7 @@ from core.connection import no_delay
 from core.interfaces import Request
 from core.jute import INT
 from core.opcodes import OpCode
-from core.records import CreateSessionTxn
+from core.records import CreateSessionTxn, Id
 from core.snapshot import deserialize_stream, serialize
 from core.txn import Txn, decode_txn
 from plugins.consensus_zab.common import QuorumStream, SnapScanner
@@ -429,7 +430,7 @@ class Learner:
         else:
             body = request.raw
         data = _REQUEST_HEAD.pack(request.session_id, request.cxid, request.type) + body
-        self._send(_REQUEST, -1, data, list(request.auth) or None)
+        self._send(_REQUEST, -1, data, request.auth or None)
 
     def revalidate(self, session_id: int, timeout: int) -> Deferred[bool]:
         d: Deferred[bool] = Deferred()
@@ -444,7 +445,7 @@ class Learner:
         for d in self.revalidations.pop(session_id, []):
             d.callback(bool(valid))
 
-    def _send(self, ptype: int, zxid: int, data: bytes | None = None, authinfo: list[Any] | None = None) -> None:
+    def _send(self, ptype: int, zxid: int, data: bytes | None = None, authinfo: Sequence[Id] | None = None) -> None:
         if self.conn is not None:
             self.conn.send(ptype, zxid, data, authinfo)
 
