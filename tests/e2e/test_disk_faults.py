@@ -115,9 +115,10 @@ class Write:
     zxid: int = 0  # the czxid the reply gave, for an acknowledged create2
 
 
-def pipeline(client: WireClient, name: str) -> list[Write]:
-    """Send FIRST writes and read their replies, then the rest of OPS_PER_CLIENT at once
-    (every 5th a two-node multi), reading replies until the server closes the connection."""
+def pipeline(client: WireClient, name: str, both_first: threading.Barrier) -> list[Write]:
+    """Send FIRST writes and read their replies, then (once the other client has its FIRST
+    replies too) the rest of OPS_PER_CLIENT at once (every 5th a two-node multi), reading
+    replies until the server closes the connection."""
     writes: list[Write] = []
     frames = []
     for i in range(OPS_PER_CLIENT):
@@ -137,6 +138,7 @@ def pipeline(client: WireClient, name: str) -> list[Write]:
     client.sock.settimeout(REPLY_TIMEOUT)
     client.send_raw(b"".join(frames[:FIRST]))  # the "disk" has room for these
     replies = [client.read_reply() for _ in range(FIRST)]
+    both_first.wait(REPLY_TIMEOUT)  # neither client's bulk may take the other's FIRST room
     try:
         client.send_raw(b"".join(frames[FIRST:]))
     except OSError:
@@ -185,8 +187,10 @@ def test_a_write_that_cannot_be_made_durable(tmp_path: Path, mode: str) -> None:
         for _ in range(2):
             wires.append(WireClient(faulty.host, faulty.port, timeout=REPLY_TIMEOUT))
             wires[-1].connect()
-        threads = [threading.Thread(target=lambda c=c, n=n: outcomes.__setitem__(n, pipeline(c, n)))
-                   for n, c in zip("pq", wires)]
+        both_first = threading.Barrier(2)
+        threads = [threading.Thread(
+            target=lambda c=c, n=n: outcomes.__setitem__(n, pipeline(c, n, both_first)))
+            for n, c in zip("pq", wires)]
         for t in threads:
             t.start()
         for t in threads:
