@@ -35,9 +35,6 @@ _EVENT = struct.Struct(">iiqiiii")  # length, xid -1, zxid, err 0, type, state, 
 _DECODE_ERRORS = (JuteError, struct.error, UnicodeError, ValueError)
 _ZERO_PASSWD = bytes(16)
 
-Read = Callable[[], bytes]
-
-
 def no_delay(transport: Any) -> None:
     """Send small packets at once (TCP_NODELAY), as ZooKeeper does on client and quorum
     sockets: replies, PROPOSAL/COMMIT and ACKs must not wait for Nagle's algorithm."""
@@ -64,14 +61,18 @@ def write_now(transport: Any, frames: list[bytes]) -> None:
 
 
 class Slot:
-    """A reply owed to the client, in request order: ready bytes, or a read to run later."""
+    """A write's reply owed to the client, in request order: its bytes once the txn commits."""
 
-    __slots__ = ("reply", "read", "t")
+    __slots__ = ("reply", "t")
 
-    def __init__(self, reply: bytes | None = None, read: Read | None = None, t: float = 0.0) -> None:
-        self.reply = reply
-        self.read = read
+    def __init__(self, t: float) -> None:
+        self.reply: bytes | None = None
         self.t = t  # when the request arrived (reactor seconds), for latency
+
+
+# A read queued behind a write, run when it reaches the head: (arrival time, the function that
+# makes its reply frame, its arguments). A plain tuple: no object or closure per queued read.
+QueuedRead = tuple[float, Callable[..., bytes], tuple[Any, ...]]
 
 
 def reply_frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
@@ -91,7 +92,7 @@ class ServerConnection(Protocol):
         self.auth_ids: tuple[Id, ...] = ()  # replaced, never changed: requests share it
         self._auth_keys: set[tuple[str | None, str | None]] = set()
         self.peer = PeerInfo("", 0)
-        self.pending: deque[Slot] = deque()
+        self.pending: deque[Slot | QueuedRead] = deque()
         self.out: list[bytes] = []
         self.buf = bytearray()  # the start of a packet that straddles reads
         self.handshaken = False
@@ -245,41 +246,56 @@ class ServerConnection(Protocol):
 
     # -- replies in order -----------------------------------------------------------------
 
-    def reply_now_or_queue(self, read: Read) -> None:
-        """A read: run it now if nothing is owed before it, else queue it."""
+    def reply_now_or_queue(self, read: Callable[..., bytes], *args: Any) -> None:
+        """A read: its reply frame `read(*args)` now if nothing is owed before it, else queued."""
         if self.pending:
-            self.pending.append(Slot(None, read, self.received_at))
+            self.pending.append((self.received_at, read, args))
         else:
-            self.send(read())
+            self.send(read(*args))
             self.replied_now += 1
 
     def owe(self) -> Slot:
         """A slot for a write's reply, filled by `complete` when the txn commits."""
-        slot = Slot(None, None, self.received_at)
+        slot = Slot(self.received_at)
         self.pending.append(slot)
         return slot
 
     def complete(self, slot: Slot, reply: bytes) -> None:
         """Fill a write's slot; if it is the oldest owed, write it and every complete slot
         behind it, running the reads queued behind it, up to the next write still waiting."""
-        slot.reply = reply
         pending = self.pending
         if not pending or pending[0] is not slot:
+            slot.reply = reply
             return  # replies owed before it go first
+        pending.popleft()
+        self.out.append(reply)
+        if slot.t:
+            self.replied_later.append(slot.t)
+        self.server.dirty.add(self)
+        if pending:
+            head = pending[0]
+            if not isinstance(head, Slot) or head.reply is not None:
+                self._drain()
+
+    def _drain(self) -> None:
+        """Write the complete slots at the head of `pending`, running the reads among them,
+        up to the next write still waiting."""
+        pending = self.pending
         out = self.out
         later = self.replied_later
         while pending:
             head = pending[0]
-            ready = head.reply
-            if ready is None:
-                if head.read is None:
+            if isinstance(head, Slot):
+                if head.reply is None:
                     break
-                ready = head.read()
+                t, ready = head.t, head.reply
+            else:
+                t, read, args = head
+                ready = read(*args)
             pending.popleft()
             out.append(ready)
-            if head.t:
-                later.append(head.t)
-        self.server.dirty.add(self)
+            if t:
+                later.append(t)
 
     def send_event(self, event: WatchEvent) -> None:
         """A watch notification (xid -1; the txn's zxid, -1 for setWatches events)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import struct
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import pluggy
@@ -322,7 +321,7 @@ class ZKServer:
             path = frame[12:end].decode("utf-8", "replace")
             watch = frame[end] != 0
             if conn.pending:  # behind this session's writes: runs when they are done
-                conn.pending.append(Slot(None, partial(self._run, conn, xid, path_read, path, watch), conn.received_at))
+                conn.pending.append((conn.received_at, self._run, (conn, xid, path_read, path, watch)))
             else:  # written when dataReceived has read the whole batch
                 conn.out.append(self._run(conn, xid, path_read, path, watch))
                 conn.replied_now += 1
@@ -338,12 +337,12 @@ class ZKServer:
             if record is None:
                 self._marshalling_error(conn, xid)
             elif conn.pending:  # behind this session's writes: runs when they are done
-                conn.pending.append(Slot(None, partial(self._run, conn, xid, read[1], record), conn.received_at))
+                conn.pending.append((conn.received_at, self._run, (conn, xid, read[1], record)))
             else:
                 conn.send(self._run(conn, xid, read[1], record))
                 conn.replied_now += 1
         elif op == OpCode.ping:
-            conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, 0))
+            conn.reply_now_or_queue(self._empty_reply, xid, 0)
         elif op == OpCode.multi:
             self.submit(conn, xid, op, decode_multi(frame, 8, MULTI_OPS), frame)
         elif op == OpCode.multiRead:
@@ -351,7 +350,7 @@ class ZKServer:
             if reads is None:
                 self._marshalling_error(conn, xid)
                 return
-            conn.reply_now_or_queue(lambda: self._multi_read(conn, xid, reads))
+            conn.reply_now_or_queue(self._multi_read, conn, xid, reads)
         elif op == OpCode.sync:
             self.submit(conn, xid, op, PathRequest.decode(frame, 8)[0], frame)
         elif op == OpCode.closeSession:
@@ -360,20 +359,24 @@ class ZKServer:
         elif op == OpCode.auth:
             self.authenticate(conn, AuthPacket.decode(frame, 8)[0])
         elif op == OpCode.whoAmI:
-            conn.reply_now_or_queue(lambda: self._run(conn, xid, self.who_am_i, None))
+            conn.reply_now_or_queue(self._run, conn, xid, self.who_am_i, None)
         elif op == OpCode.sasl:
             token = SaslToken.decode(frame, 8)[0].token
             if token is None:  # ZooKeeper 3.8 fails on a null token and closes, without a reply
                 conn.drop("SASL packet with a null token")
                 return
-            conn.reply_now_or_queue(lambda: sasl_reply(conn, xid, token))
+            conn.reply_now_or_queue(sasl_reply, conn, xid, token)
         else:
             # unknown op, op 0, top-level check (3.9.3+)
             conn.send(reply_frame(xid, -1, Code.UNIMPLEMENTED))
             conn.drop(f"unimplemented op code {op}")
 
     def _marshalling_error(self, conn: ServerConnection, xid: int) -> None:
-        conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, Code.MARSHALLINGERROR))
+        conn.reply_now_or_queue(self._empty_reply, xid, Code.MARSHALLINGERROR)
+
+    def _empty_reply(self, xid: int, err: int) -> bytes:
+        """A reply without a body (ping, errors), stamped with the zxid when it is written."""
+        return reply_frame(xid, self.tree.last_zxid, err)
 
     def _run(self, conn: ServerConnection, xid: int, handler: Callable[..., bytes], arg: Any,
              watch: bool | None = None) -> bytes:
@@ -389,10 +392,10 @@ class ZKServer:
         """Hand a write to the consensus; its reply slot waits for the commit."""
         if conn.read_only:  # a read-only session (ReadOnlyRequestProcessor): no writes, no sync
             if op == OpCode.closeSession:
-                conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, 0))
+                conn.reply_now_or_queue(self._empty_reply, xid, 0)
                 conn.close()
             else:
-                conn.reply_now_or_queue(lambda: reply_frame(xid, self.tree.last_zxid, Code.NOTREADONLY))
+                conn.reply_now_or_queue(self._empty_reply, xid, Code.NOTREADONLY)
             return
         sid = conn.session_id
         self.waiting[(sid, xid)] = (conn, conn.owe(), op)
