@@ -288,7 +288,21 @@ class DataTree:
     def add_node(self, path: str, node: Node) -> None:
         """Insert `node` at `path` under its existing parent, as read from a snapshot: indexes
         its owner and counts its digest, changes no stat and triggers nothing. The root ("" or
-        "/") replaces the current root. Raises ValueError when the parent is missing."""
+        "/") replaces the current root, as does a node at a path already present. Raises
+        ValueError when the parent is missing."""
+        nodes = self.nodes
+        if path in nodes or not path:
+            self._replace_node(path, node)
+            return
+        parent = nodes.get(parent_of(path))
+        if parent is None:
+            raise ValueError(f"no parent for {path!r}")
+        self._add_child(parent, child_name(path))
+        nodes[path] = node
+        self._remember(path, node)
+
+    def _replace_node(self, path: str, node: Node) -> None:
+        """add_node for the root or a path already present: the node takes over the children."""
         if path in ("", "/"):
             old = self.nodes["/"]
             node.children = old.children
@@ -296,14 +310,9 @@ class DataTree:
             self._changed("/", node)
             self.nodes["/"] = self.nodes[""] = node
             return
-        parent = self.nodes.get(parent_of(path))
-        if parent is None:
-            raise ValueError(f"no parent for {path!r}")
-        existing = self.nodes.get(path)
-        if existing is not None:
-            self._forget(path, existing)
-            node.children = existing.children
-        self._add_child(parent, child_name(path))
+        existing = self.nodes[path]
+        self._forget(path, existing)
+        node.children = existing.children
         self.nodes[path] = node
         self._remember(path, node)
 
@@ -480,15 +489,17 @@ class DataTree:
 
     def _remember(self, path: str, node: Node) -> None:
         """Index a node just placed in `nodes` and count its digest."""
-        kind = kind_of_owner(node.ephemeral_owner)
-        if kind == 1:
-            self.ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
-        elif kind == 2:
-            self.containers.add(path)
-        elif kind == 3:
-            self.ttls.add(path)
-        node.digest = node_digest(path, node)
-        self._digest += node.digest
+        owner = node.ephemeral_owner
+        if owner:
+            kind = kind_of_owner(owner)
+            if kind == 1:
+                self.ephemerals.setdefault(owner, set()).add(path)
+            elif kind == 2:
+                self.containers.add(path)
+            elif kind == 3:
+                self.ttls.add(path)
+        digest = node.digest = node_digest(path, node)
+        self._digest += digest
 
     def _forget(self, path: str, node: Node) -> None:
         """Unindex a node removed from `nodes` and uncount its digest."""
