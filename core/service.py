@@ -42,7 +42,7 @@ class ZKService(Service):
         self.port = reactor.listenTCP(cfg.client_port, ClientFactory(self.server), interface=cfg.client_port_address)
         log.info("serving clients on {addr}:{port} (storage={storage}, consensus={consensus})",
                  addr=cfg.client_port_address, port=cfg.client_port, storage=cfg.storage, consensus=cfg.consensus)
-        self.server.heap.settle(reactor.seconds())  # what start-up built (modules, plugins, the tree) lives on
+        self.server.heap.start(reactor.seconds())  # what start-up built (modules, plugins, the tree) lives on
 
     def _failed(self, failure: Any, reactor: Any) -> None:
         """Start-up failed after the reactor began (recovery, the client port): one line, stop,

@@ -63,3 +63,22 @@ def test_a_young_pass_leaves_frozen_cycles_and_a_full_pass_finds_them() -> None:
     assert ref() is not None  # frozen garbage stays until the next full pass
     heap.settle(601.0)
     assert ref() is None
+
+
+def test_start_freezes_without_collecting_and_counts_as_a_full_pass() -> None:
+    gc.set_threshold(700, 9, 8)
+    gc.disable()  # no automatic pass may find the garbage before the checks
+    try:
+        garbage = _Cycle()
+        ref = weakref.ref(garbage)
+        del garbage  # unreachable, but only a collection would find it
+        heap = HeapSettler(full_every=600.0)
+        heap.start(0.0)
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, 9, 8)
+        assert ref() is not None and gc.get_freeze_count() > 0
+        heap.settle(1.0)
+        assert heap.full_passes == 1 and ref() is not None  # young: the start counted as full
+        heap.settle(600.0)
+        assert heap.full_passes == 2 and ref() is None
+    finally:
+        gc.enable()
