@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from core import BackendSpec, hookimpl
-from plugins.storage_rocks.store import create_store
+
+if TYPE_CHECKING:
+    from core.config import Config
 
 
 @hookimpl
 def zk_storage_backends() -> list[BackendSpec]:
     """Offer the ``rocksdb`` store."""
-    return [BackendSpec("rocksdb", "RocksDB database dataDir/rocksdb/", create_store)]
+    return [BackendSpec("rocksdb", "RocksDB database dataDir/rocksdb/", _create_store)]
+
+
+def _create_store(config: Config) -> Any:
+    """The store's factory, imported only when this store is picked (start-up loads no
+    database library it does not use)."""
+    from plugins.storage_rocks.store import create_store
+    return create_store(config)
