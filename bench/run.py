@@ -17,6 +17,7 @@ Servers are stopped by their PID in `finally`, always. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import compileall
 import dataclasses
 import datetime
 import json
@@ -167,6 +168,7 @@ class Ours(Server):
     def __init__(self, label: str, store: str, profile_out: Path | None = None) -> None:
         self.store = store
         self.profile_out = profile_out
+        compile_sources()
         super().__init__(label)
 
     def config(self) -> dict[str, str]:
@@ -181,6 +183,14 @@ class Ours(Server):
             code = "import sys; from twisted.scripts.twistd import run; sys.argv = ['twistd'] + sys.argv[1:]; run()"
             return [sys.executable, "-c", code, *tw], REPO_ROOT
         return [sys.executable, "-c", code], REPO_ROOT
+
+
+def compile_sources() -> None:
+    """Byte-compile the checkout's packages, as `pip install` does for an installed one: an
+    editable checkout run with PYTHONDONTWRITEBYTECODE set would otherwise compile every
+    module at each start (~0.2 s of every restart measured)."""
+    for package in ("core", "plugins"):
+        compileall.compile_dir(str(REPO_ROOT / package), quiet=1)
 
 
 def make_servers(stores: list[str]) -> list[Server]:
