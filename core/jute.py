@@ -51,7 +51,7 @@ class Record:
         raise NotImplementedError
 
     @classmethod
-    def decode(cls, buf: bytes | bytearray | memoryview, off: int = 0) -> tuple[Self, int]:
+    def decode(cls, buf: bytes | bytearray, off: int = 0) -> tuple[Self, int]:
         """Decode one record at `off`: (record, offset after it). Raises JuteError."""
         raise NotImplementedError
 
@@ -127,14 +127,19 @@ class _Gen:
 
     def decode_one(self, kind: str, arg: Any, local: str, indent: str) -> list[str]:
         if kind in ("buffer", "ustring"):
-            conv = "bytes(buf[off:end])" if kind == "buffer" else "str(buf[off:end], 'utf-8', 'replace')"
+            if kind == "buffer":
+                conv = [f"{indent}    {local} = bytes(buf[off:end])"]
+            else:  # invalid UTF-8 decodes with replacement characters, as Java's String does
+                conv = [f"{indent}    try: {local} = buf[off:end].decode()",
+                        f"{indent}    except UnicodeDecodeError: {local} = buf[off:end].decode('utf-8', 'replace')"]
             return [
                 f"{indent}n, = INT.unpack_from(buf, off); off += 4",
                 f"{indent}if n < 0: {local} = None",
                 f"{indent}else:",
                 f"{indent}    end = off + n",
                 f"{indent}    if end > size: raise JuteError('field runs past the end')",
-                f"{indent}    {local} = {conv}; off = end",
+                *conv,
+                f"{indent}    off = end",
             ]
         if kind == "record":  # inlined: no call per nested record (an ACL's Id, a vector's elements)
             c = self.name(arg, "C")

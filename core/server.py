@@ -318,7 +318,10 @@ class ZKServer:
             if n < 0 or end >= len(frame):
                 self._marshalling_error(conn, xid)
                 return
-            path = frame[12:end].decode("utf-8", "replace")
+            try:
+                path = frame[12:end].decode()
+            except UnicodeDecodeError:  # replacement characters, as the record decoder gives
+                path = frame[12:end].decode("utf-8", "replace")
             watch = frame[end] != 0
             if conn.pending:  # behind this session's writes: runs when they are done
                 conn.pending.append((conn.received_at, self._run, (conn, xid, path_read, path, watch)))
