@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from core.errors import Code, ZKError
 from core.interfaces import AuthProvider
-from core.records import ACL, Id
+from core.records import ACL, ACL_LISTS, Id
 
 ANYONE = Id("world", "anyone")
 OPEN_ACL_UNSAFE = (ACL(31, ANYONE),)
@@ -24,6 +24,7 @@ class AccessControl:
     def __init__(self, providers: Mapping[str, AuthProvider]) -> None:
         self.providers = dict(providers)
         self._fixed: dict[tuple[tuple[int, str, str] | None, ...], tuple[ACL, ...]] = {}
+        self._fixed_interned: dict[int, tuple[ACL, ...]] = {}  # id(an ACL_LISTS tuple) -> fix-up
 
     def allowed(self, acl: Sequence[ACL], ids: Sequence[Id], perm: int) -> bool:
         """Whether any of `ids` holds `perm` on a node with `acl` (an empty ACL allows all)."""
@@ -59,12 +60,23 @@ class AccessControl:
         entries fixes up the same way for every connection: its result is remembered."""
         if not acl:
             raise ZKError(Code.INVALIDACL)
+        interned = ACL_LISTS.holds(acl)  # decoded from a request: its fix-up is known by identity
+        if interned:
+            fixed = self._fixed_interned.get(id(acl))
+            if fixed is not None:
+                return fixed
         key = tuple((e.perms, e.id.scheme, e.id.id) if e.id is not None else None for e in acl)
         fixed = self._fixed.get(key)
         if fixed is None:
             fixed = self._fixup(acl, ids)
             if len(self._fixed) < _FIXED_CACHE and all(k is not None and k[1] != "auth" for k in key):
                 self._fixed[key] = fixed
+            else:
+                return fixed
+        if interned:
+            if fixed == acl:
+                fixed = acl  # itself: a txn carrying it is encoded from the bytes it came as
+            self._fixed_interned[id(acl)] = fixed
         return fixed
 
     def _fixup(self, acl: Sequence[ACL], ids: Sequence[Id]) -> tuple[ACL, ...]:

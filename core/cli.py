@@ -195,7 +195,7 @@ def _text(data: bytes | None) -> str:
                    else f"\\u{ord(c):04x}" for c in text)
 
 
-def _acl(acl: list[ACL] | None) -> str:
+def _acl(acl: Sequence[ACL] | None) -> str:
     """A CreateTxn's ACL list as Java's List.toString of ACL records, on one line."""
     return "[" + ", ".join(_csv(a, nested=False) for a in acl or ()) + "]"
 
@@ -217,7 +217,7 @@ def _csv(value: Any, nested: bool = True) -> str:
         return "'" + value.translate(_CSV_ESCAPES)
     if isinstance(value, bytes):
         return "#" + value.hex()
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "v{" + ",".join(_csv(v) for v in value) + "}"
     return ""  # a null string, buffer or vector
 

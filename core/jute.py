@@ -14,6 +14,10 @@ big-endian. ``@record`` turns the class into a slotted dataclass and attaches ``
 bytes`` and ``decode(buf, offset) -> (obj, new_offset)``, generated as straight-line Python with one
 precompiled ``struct.Struct`` per run of fixed-size fields, so that decoding a request costs about
 what hand-written code costs. Malformed input raises ``JuteError``.
+
+A vector field declared ``Annotated[Sequence[T] | None, table]`` with a `VectorTable` is interned
+by its bytes: the few distinct ACL lists that every create carries are decoded once, and
+encoded from the bytes they came as.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import dataclasses
 import struct
 import types
 import typing
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Self, TypeVar, dataclass_transform
 
 Int = Annotated[int, "i"]
@@ -34,6 +39,30 @@ _FIXED = {"i": 4, "q": 8, "?": 1}
 
 class JuteError(ValueError):
     """Bytes that do not decode as the expected record."""
+
+
+class VectorTable:
+    """Vectors of one record type interned by their bytes, for fields declared
+    ``Annotated[Sequence[T] | None, table]``: decoding bytes seen before gives the same tuple
+    (no element decoded, no object made), and encoding one of the table's tuples appends the
+    bytes it came from. Holds at most `limit` vectors; past that, new ones decode to tuples of
+    their own. Elements must not be changed (nothing in the server changes a record it decoded)."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self.by_bytes: dict[bytes, tuple[Any, ...]] = {}
+        self.bytes_of: dict[int, bytes] = {}  # id(tuple) -> its bytes; by_bytes keeps it alive
+
+    def add(self, raw: bytes, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Intern `value`, decoded from `raw`, while there is room; return it."""
+        if len(self.by_bytes) < self.limit:
+            self.by_bytes[raw] = value
+            self.bytes_of[id(value)] = raw
+        return value
+
+    def holds(self, value: object) -> bool:
+        """Whether `value` is one of this table's tuples."""
+        return id(value) in self.bytes_of
 
 
 class Record:
@@ -62,7 +91,13 @@ R = TypeVar("R", bound=Record)
 def _jute_kind(hint: Any) -> tuple[str, Any]:
     """Classify one annotation: ('fixed', code) / ('buffer',) / ('ustring',) / ('vector', elem) / ('record', cls)."""
     if typing.get_origin(hint) is Annotated:
-        return ("fixed", hint.__metadata__[0])
+        meta = hint.__metadata__[0]
+        if isinstance(meta, VectorTable):
+            kind, elem = _jute_kind(hint.__origin__)
+            if kind != "vector" or _jute_kind(elem)[0] != "record":
+                raise TypeError(f"a VectorTable annotates a vector of records, not {hint!r}")
+            return ("interned", (elem, meta))
+        return ("fixed", meta)
     if hint is bool:
         return ("fixed", "?")
     args = typing.get_args(hint)
@@ -73,7 +108,7 @@ def _jute_kind(hint: Any) -> tuple[str, Any]:
         return ("buffer", None)
     if hint is str:
         return ("ustring", None)
-    if typing.get_origin(hint) is list:
+    if typing.get_origin(hint) in (list, Sequence):
         return ("vector", args[0])
     if isinstance(hint, type) and issubclass(hint, Record):
         return ("record", hint)
@@ -126,6 +161,8 @@ class _Gen:
         return lines
 
     def decode_one(self, kind: str, arg: Any, local: str, indent: str) -> list[str]:
+        if kind == "interned":
+            return self.decode_interned(arg[0], arg[1], local, indent)
         if kind in ("buffer", "ustring"):
             if kind == "buffer":
                 conv = [f"{indent}    {local} = bytes(buf[off:end])"]
@@ -163,6 +200,53 @@ class _Gen:
             f"{indent}        {local}.append({el})",
         ]
 
+    def decode_interned(self, elem: Any, table: VectorTable, local: str, indent: str) -> list[str]:
+        """An interned vector: skip over its elements to find its bytes, look them up, and
+        decode the elements only for bytes not seen before."""
+        t = self.name(table, "T")
+        count, start, raw, elems, el = (f"{local}_{x}" for x in ("count", "start", "raw", "elems", "e"))
+        return [
+            f"{indent}{start} = off",
+            f"{indent}{count}, = INT.unpack_from(buf, off); off += 4",
+            f"{indent}if {count} < 0: {local} = None",
+            f"{indent}else:",
+            f"{indent}    if {count} > size - off: raise JuteError('vector longer than the packet')",
+            f"{indent}    for _ in range({count}):",
+            *self.skip_lines(elem._jute_fields, indent + "        "),
+            f"{indent}    if off > size: raise JuteError('field runs past the end')",
+            f"{indent}    {raw} = bytes(buf[{start}:off])",
+            f"{indent}    {local} = {t}.by_bytes.get({raw})",
+            f"{indent}    if {local} is None:",
+            f"{indent}        off = {start} + 4",
+            f"{indent}        {elems} = []",
+            f"{indent}        for _ in range({count}):",
+            *self.decode_one("record", elem, el, indent + "            "),
+            f"{indent}            {elems}.append({el})",
+            f"{indent}        {local} = {t}.add({raw}, tuple({elems}))",
+        ]
+
+    def skip_lines(self, fields: list[tuple[str, Any]], indent: str) -> list[str]:
+        """Lines that move `off` past one record of `fields` without decoding it."""
+        lines: list[str] = []
+        fixed = 0
+        for _, hint in fields:
+            kind, arg = _jute_kind(hint)
+            if kind == "fixed":
+                fixed += _FIXED[arg]
+                continue
+            if fixed:
+                lines.append(f"{indent}off += {fixed}")
+                fixed = 0
+            if kind in ("buffer", "ustring"):
+                lines.append(f"{indent}m, = INT.unpack_from(buf, off); off += 4 + (m if m > 0 else 0)")
+            elif kind == "record":
+                lines.extend(self.skip_lines(arg._jute_fields, indent))
+            else:
+                raise TypeError(f"an interned vector's records cannot hold {kind} fields")
+        if fixed:
+            lines.append(f"{indent}off += {fixed}")
+        return lines
+
     def encode_lines(self, fields: list[tuple[str, Any]], expr: str, indent: str) -> list[str]:
         """Lines that append the encoding of `expr`'s fields to the list `p`."""
         lines: list[str] = []
@@ -189,6 +273,14 @@ class _Gen:
         return lines
 
     def encode_one(self, kind: str, arg: Any, value: str, indent: str) -> list[str]:
+        if kind == "interned":  # one of the table's tuples: the bytes it was decoded from
+            t = self.name(arg[1], "T")
+            return [
+                f"{indent}raw = {t}.bytes_of.get(id({value}))",
+                f"{indent}if raw is not None: p.append(raw)",
+                f"{indent}else:",
+                *self.encode_one("vector", arg[0], value, indent + "    "),
+            ]
         if kind in ("buffer", "ustring"):
             encode = "" if kind == "buffer" else "v = v.encode('utf-8', 'surrogatepass'); "
             return [

@@ -247,16 +247,15 @@ class Prep:
         if kind_of_owner(parent.ephemeral_owner) == 1:
             raise ZKError(Code.NOCHILDRENFOREPHEMERALS, path)
         cversion = parent.cversion + 1 if parent.cversion < 0x7FFFFFFF else -0x80000000
-        acl_list = list(acl)
         body: Any
         if t == _CREATE_CONTAINER:
-            body = CreateContainerTxn(path, rec.data, acl_list, cversion)
+            body = CreateContainerTxn(path, rec.data, acl, cversion)
             owner = CONTAINER_EPHEMERAL_OWNER
         elif t == _CREATE_TTL:
-            body = CreateTTLTxn(path, rec.data, acl_list, cversion, ttl)
+            body = CreateTTLTxn(path, rec.data, acl, cversion, ttl)
             owner = ttl_owner(ttl)
         else:
-            body = CreateTxn(path, rec.data, acl_list, ephemeral, cversion)
+            body = CreateTxn(path, rec.data, acl, ephemeral, cversion)
             owner = request.session_id if ephemeral else 0
         self._add(_Change(zxid, parent_path, True, parent.version, cversion, parent.aversion,
                           parent.ephemeral_owner, parent.acl, _nchildren(parent) + 1))
@@ -308,7 +307,7 @@ class Prep:
         aversion = _next_version(node.aversion, rec.version)
         self._add(_Change(zxid, path, True, node.version, node.cversion, aversion,
                           node.ephemeral_owner, acl, _nchildren(node)))
-        return SetACLTxn(path, list(acl), aversion)
+        return SetACLTxn(path, acl, aversion)
 
     def _check(self, t: int, rec: Any, request: Request, zxid: int) -> CheckVersionTxn:
         """check in a multi: READ permission and the version; the txn holds the next version."""

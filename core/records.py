@@ -6,7 +6,10 @@ transaction records (``txn``) that go to the store and, later, between ensemble 
 
 from __future__ import annotations
 
-from core.jute import Int, Long, Record, record
+from collections.abc import Sequence
+from typing import Annotated
+
+from core.jute import Int, Long, Record, VectorTable, record
 
 # -- data -----------------------------------------------------------------------------------
 
@@ -21,6 +24,12 @@ class Id(Record):
 class ACL(Record):
     perms: Int
     id: Id
+
+
+# The ACL lists of creates and setACLs, interned by their bytes (core.jute.VectorTable): a
+# client sends the same few lists over and over; decoded, they are shared tuples.
+ACL_LISTS = VectorTable()
+AclList = Annotated[Sequence[ACL] | None, ACL_LISTS]
 
 
 @record
@@ -117,7 +126,7 @@ class ErrorResponse(Record):
 class CreateRequest(Record):
     path: str | None
     data: bytes | None
-    acl: list[ACL] | None
+    acl: AclList
     flags: Int
 
 
@@ -125,7 +134,7 @@ class CreateRequest(Record):
 class CreateTTLRequest(Record):
     path: str | None
     data: bytes | None
-    acl: list[ACL] | None
+    acl: AclList
     flags: Int
     ttl: Long
 
@@ -192,7 +201,7 @@ class GetACLResponse(Record):
 @record
 class SetACLRequest(Record):
     path: str | None
-    acl: list[ACL] | None
+    acl: AclList
     version: Int
 
 
@@ -303,7 +312,7 @@ class TxnDigest(Record):
 class CreateTxn(Record):
     path: str | None
     data: bytes | None
-    acl: list[ACL] | None
+    acl: AclList
     ephemeral: bool
     parentCVersion: Int
 
@@ -312,7 +321,7 @@ class CreateTxn(Record):
 class CreateContainerTxn(Record):
     path: str | None
     data: bytes | None
-    acl: list[ACL] | None
+    acl: AclList
     parentCVersion: Int
 
 
@@ -320,7 +329,7 @@ class CreateContainerTxn(Record):
 class CreateTTLTxn(Record):
     path: str | None
     data: bytes | None
-    acl: list[ACL] | None
+    acl: AclList
     parentCVersion: Int
     ttl: Long
 
@@ -340,7 +349,7 @@ class SetDataTxn(Record):
 @record
 class SetACLTxn(Record):
     path: str | None
-    acl: list[ACL] | None
+    acl: AclList
     version: Int
 
 

@@ -26,7 +26,7 @@ from core.acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from core.errors import Code
 from core.opcodes import CONTAINER_EPHEMERAL_OWNER, TTL_MASK, EventType, OpCode, ttl_owner
 from core.paths import child_name, parent_of
-from core.records import ACL, DeleteTxn, GetChildrenResponse, Id, SetDataTxn, Stat
+from core.records import ACL, ACL_LISTS, DeleteTxn, GetChildrenResponse, Id, SetDataTxn, Stat
 from core.txn import Txn
 
 ZOOKEEPER = "/zookeeper"
@@ -222,6 +222,7 @@ class DataTree:
         # server-made nodes hold OPEN_ACL_UNSAFE itself (snapshot ref -1, as Java); a client's
         # open ACL is interned apart and gets a ref of its own, as in Java's ACL cache
         self._acls: dict[tuple[tuple[int, str, str], ...], tuple[ACL, ...]] = {}
+        self._acl_of: dict[int, tuple[ACL, ...]] = {}  # id(an ACL_LISTS tuple) -> the tree's own
         root = Node(b"", OPEN_ACL_UNSAFE, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         self.nodes = {"/": root, "": root}
         self._ops: dict[int, _Op] = {
@@ -277,10 +278,17 @@ class DataTree:
 
     def intern_acl(self, acl: Sequence[ACL] | None) -> tuple[ACL, ...]:
         """One shared tuple per distinct ACL list, in order (nodes share it)."""
+        interned = ACL_LISTS.holds(acl)  # decoded from a txn: known by identity once seen
+        if interned:
+            found = self._acl_of.get(id(acl))
+            if found is not None:
+                return found
         key = tuple((a.perms, a.id.scheme, a.id.id) for a in acl or ())
         found = self._acls.get(key)
         if found is None:
             found = self._acls[key] = tuple(ACL(p, Id(s, i)) for p, s, i in key)
+        if interned:
+            self._acl_of[id(acl)] = found
         return found
 
     # -- building -----------------------------------------------------------------------------

@@ -9,9 +9,10 @@ from types import SimpleNamespace
 import pytest
 
 from core.acl import AccessControl
+from core.tree import DataTree
 from core.errors import Code, ZKError
 from core.interfaces import AuthProvider, PeerInfo
-from core.records import ACL, Id
+from core.records import ACL, CreateRequest, Id
 from plugins.auth_builtin import hooks
 from plugins.auth_builtin.digest import DigestProvider, digest_id, generate_digest
 from plugins.auth_builtin.ip import IpProvider, host_address
@@ -314,6 +315,19 @@ def test_acl_fixup_auth_expands_digest_only(ac: AccessControl) -> None:
     with pytest.raises(ZKError) as e:  # only ip ids: nothing counts for `auth`
         ac.fixup([ACL(ALL, Id("auth", ""))], [Id("ip", "127.0.0.1")])
     assert e.value.code == Code.INVALIDACL
+
+
+def test_a_decoded_acl_list_fixes_up_to_itself_and_the_tree_keeps_its_own_copy(ac: AccessControl) -> None:
+    acl = [ACL(READ, Id("digest", "u:abc=")), ACL(ALL, Id("ip", "10.0.0.0/8"))]
+    decoded = CreateRequest.decode(CreateRequest("/a", b"", acl, 0).encode(), 0)[0].acl
+    assert ac.fixup(decoded, []) is decoded  # unchanged: the txn carries the decoded tuple
+    assert ac.fixup(decoded, []) is decoded  # and again, known by identity
+    tree = DataTree()
+    own = tree.intern_acl(decoded)
+    assert own == decoded and own is not decoded
+    assert tree.intern_acl(decoded) is own and tree.intern_acl(acl) is own
+    dup = CreateRequest.decode(CreateRequest("/a", b"", acl + acl[:1], 0).encode(), 0)[0].acl
+    assert ac.fixup(dup, []) == tuple(acl)  # duplicates dropped: a fix-up of its own
 
 
 def test_acl_fixup_validates_ids(ac: AccessControl) -> None:

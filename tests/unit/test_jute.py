@@ -8,9 +8,11 @@ import zlib
 import pytest
 from hypothesis import given, strategies as st
 
-from core.jute import JuteError
+from core.jute import JuteError, VectorTable
 from core.opcodes import OpCode
-from core.records import ACL, ConnectRequest, CreateRequest, GetDataResponse, Id, MultiTxn, Stat, SubTxn
+from core.records import (
+    ACL, ACL_LISTS, ConnectRequest, CreateRequest, CreateTxn, GetDataResponse, Id, MultiTxn, Stat, SubTxn,
+)
 from core.txn import decode_txn, encode_txn
 from tests.fixtures.hexfile import read_hex
 
@@ -43,6 +45,36 @@ def test_truncated_input_raises_jute_error() -> None:
 def test_huge_vector_count_is_refused_without_allocating() -> None:
     with pytest.raises(JuteError):
         MultiTxn.decode(struct.pack(">i", 0x7FFFFFFF), 0)
+
+
+def test_acl_lists_are_interned_by_their_bytes() -> None:
+    acl = [ACL(31, Id("world", "anyone")), ACL(1, Id("ip", "10.0.0.1"))]
+    first = CreateRequest.decode(CreateRequest("/a", b"x", acl, 0).encode(), 0)[0]
+    second = CreateRequest.decode(CreateRequest("/b", b"", acl, 1).encode(), 0)[0]
+    assert first.acl == tuple(acl) and first.acl is second.acl and ACL_LISTS.holds(first.acl)
+    other = CreateRequest.decode(CreateRequest("/c", b"", acl[:1], 0).encode(), 0)[0]
+    assert other.acl == tuple(acl[:1]) and other.acl is not first.acl
+    # a txn holding the interned tuple encodes exactly as one holding an equal list
+    assert CreateTxn("/a", b"x", first.acl, False, 1).encode() == CreateTxn("/a", b"x", acl, False, 1).encode()
+
+
+def test_an_interned_vector_with_a_bad_length_inside_is_refused() -> None:
+    good = CreateRequest("/a", b"", [ACL(31, Id("world", "anyone"))], 0).encode()
+    at = good.index(b"\x00\x00\x00\x05world")
+    for bad in (good[:at] + b"\x7f\xff\xff\xff" + good[at + 4:],  # scheme runs past the end
+                good[:at - 8] + b"\x00\x00\x00\x02" + good[at - 4:]):  # two ACLs, one there
+        with pytest.raises(JuteError):
+            CreateRequest.decode(bad, 0)
+    for cut in range(len(good)):
+        with pytest.raises(JuteError):
+            CreateRequest.decode(good[:cut], 0)
+
+
+def test_a_full_vector_table_decodes_new_vectors_to_tuples_of_their_own() -> None:
+    table = VectorTable(limit=1)
+    kept = table.add(b"a", (1,))
+    assert table.add(b"b", (2,)) == (2,)
+    assert table.by_bytes == {b"a": kept} and table.holds(kept) and not table.holds((2,))
 
 
 @given(st.binary(max_size=64))

@@ -105,7 +105,7 @@ def test_create_txn_fixes_header_and_parent_cversion(w: World) -> None:
     txn = w.create("/a", data=b"v")
     h = txn.header
     assert (h.clientId, h.cxid, h.zxid, h.time, h.type) == (w.sid, 1, 1, NOW, OpCode.create)
-    assert txn.body == CreateTxn("/a", b"v", OPEN, False, 1)
+    assert txn.body == CreateTxn("/a", b"v", tuple(OPEN), False, 1)
     txn = w.create("/b", t=OpCode.create2)
     assert txn.type == OpCode.create2 and txn.body.parentCVersion == 2
     assert w.tree.get("/b").ctime == NOW
@@ -156,7 +156,7 @@ def test_create_acl_and_permission_errors(w: World) -> None:
 
 def test_auth_acl_expands_to_the_callers_ids(w: World) -> None:
     txn = w.create("/mine", acl=[ACL(31, Id("auth", ""))], auth=[ALICE])
-    assert txn.body.acl == ALICE_ONLY
+    assert txn.body.acl == tuple(ALICE_ONLY)
 
 
 def test_no_children_for_ephemerals(w: World) -> None:
@@ -186,7 +186,7 @@ def test_outside_multi_the_op_code_decides(w: World) -> None:
     assert w.tree.get("/plain").ephemeral_owner == 0 and w.tree.containers == set()
     txn = w.create("/cont", flags=0, t=OpCode.createContainer)
     assert txn.type == OpCode.createContainer
-    assert txn.body == CreateContainerTxn("/cont", b"", OPEN, 2)
+    assert txn.body == CreateContainerTxn("/cont", b"", tuple(OPEN), 2)
     assert w.tree.get("/cont").ephemeral_owner == CONTAINER_EPHEMERAL_OWNER
     assert w.create("/cseq", flags=2, t=OpCode.createContainer).body.path == "/cseq0000000002"
 
@@ -206,7 +206,7 @@ def test_ttl_rules_with_extended_types(wx: World) -> None:
         txn = wx.make(OpCode.createTTL, CreateTTLRequest("/t", b"", OPEN, flags, ttl))
         assert err(txn) == Code.BADARGUMENTS, (flags, ttl)
     txn, r = wx.do(OpCode.createTTL, CreateTTLRequest("/t", b"x", OPEN, 5, MAX_TTL))
-    assert txn.body == CreateTTLTxn("/t", b"x", OPEN, 1, MAX_TTL)
+    assert txn.body == CreateTTLTxn("/t", b"x", tuple(OPEN), 1, MAX_TTL)
     assert wx.tree.get("/t").ephemeral_owner == ttl_owner(MAX_TTL) and r.stat.ephemeralOwner == 0
     txn, _ = wx.do(OpCode.createTTL, CreateTTLRequest("/s-", b"", OPEN, 6, 10))
     assert txn.body.path == "/s-0000000001" and wx.tree.ttls == {"/t", "/s-0000000001"}
@@ -320,7 +320,7 @@ def test_version_wraps_and_skips_minus_one(w: World) -> None:
 def test_set_acl(w: World) -> None:
     w.create("/a")
     txn, r = w.do(OpCode.setACL, SetACLRequest("/a", ALICE_ONLY, 0))
-    assert txn.body == SetACLTxn("/a", ALICE_ONLY, 1) and r.stat.aversion == 1
+    assert txn.body == SetACLTxn("/a", tuple(ALICE_ONLY), 1) and r.stat.aversion == 1
     assert err(w.make(OpCode.setACL, SetACLRequest("/a", OPEN, -1))) == Code.NOAUTH
     assert err(w.make(OpCode.setACL, SetACLRequest("/a", OPEN, 0), auth=[ALICE])) == Code.BADVERSION
     assert err(w.make(OpCode.setACL, SetACLRequest("/a", [], -1), auth=[ALICE])) == Code.INVALIDACL
@@ -502,7 +502,7 @@ def test_multi_create_flags_follow_39(w: World, wx: World) -> None:
     txn = wx.make(OpCode.multi, multi(
         (OpCode.createTTL, CreateTTLRequest("/t", b"", OPEN, 5, 100)),
     ))
-    assert txn.body == [(OpCode.createTTL, CreateTTLTxn("/t", b"", OPEN, 1, 100))]
+    assert txn.body == [(OpCode.createTTL, CreateTTLTxn("/t", b"", tuple(OPEN), 1, 100))]
     txn = w.make(OpCode.multi, multi(
         (OpCode.createTTL, CreateTTLRequest("/t", b"", OPEN, 5, 100)),
     ))
