@@ -6,6 +6,7 @@ into the rules, and an authenticated `super` id passes every check.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping, Sequence
 
 from core.errors import Code, ZKError
@@ -15,7 +16,6 @@ from core.records import ACL, ACL_LISTS, Id
 ANYONE = Id("world", "anyone")
 OPEN_ACL_UNSAFE = (ACL(31, ANYONE),)
 READ_ACL_UNSAFE = (ACL(1, ANYONE),)
-_FIXED_CACHE = 1024  # distinct client ACLs whose fix-up is remembered
 
 
 class AccessControl:
@@ -23,8 +23,7 @@ class AccessControl:
 
     def __init__(self, providers: Mapping[str, AuthProvider]) -> None:
         self.providers = dict(providers)
-        self._fixed: dict[tuple[tuple[int, str, str] | None, ...], tuple[ACL, ...]] = {}
-        self._fixed_interned: dict[int, tuple[ACL, ...]] = {}  # id(an ACL_LISTS tuple) -> fix-up
+        self._fixed: dict[int, tuple[ACL, ...]] = {}  # id(an ACL_LISTS tuple) -> its fix-up
 
     def allowed(self, acl: Sequence[ACL], ids: Sequence[Id], perm: int) -> bool:
         """Whether any of `ids` holds `perm` on a node with `acl` (an empty ACL allows all)."""
@@ -56,27 +55,22 @@ class AccessControl:
     def fixup(self, acl: Sequence[ACL] | None, ids: Sequence[Id]) -> tuple[ACL, ...]:
         """Validate a client's ACL for create/setACL, expanding `auth` entries into the
         connection's authenticated ids; duplicates are dropped (the tree shares equal lists
-        between nodes when it applies them). Raises ZKError(INVALIDACL). An ACL without `auth`
-        entries fixes up the same way for every connection: its result is remembered."""
+        between nodes when it applies them). Raises ZKError(INVALIDACL). A list decoded from a
+        request (core.records.ACL_LISTS) without `auth` entries fixes up the same way for every
+        connection: its result is remembered by identity, and is the list itself when nothing
+        changes (a txn carrying it is then encoded from the bytes it came as)."""
         if not acl:
             raise ZKError(Code.INVALIDACL)
-        interned = ACL_LISTS.holds(acl)  # decoded from a request: its fix-up is known by identity
+        interned = ACL_LISTS.holds(acl)
         if interned:
-            fixed = self._fixed_interned.get(id(acl))
-            if fixed is not None:
-                return fixed
-        key = tuple((e.perms, e.id.scheme, e.id.id) if e.id is not None else None for e in acl)
-        fixed = self._fixed.get(key)
-        if fixed is None:
-            fixed = self._fixup(acl, ids)
-            if len(self._fixed) < _FIXED_CACHE and all(k is not None and k[1] != "auth" for k in key):
-                self._fixed[key] = fixed
-            else:
-                return fixed
-        if interned:
+            known = self._fixed.get(id(acl))
+            if known is not None:
+                return known
+        fixed = self._fixup(acl, ids)
+        if interned and all(e.id.scheme != "auth" for e in acl):
             if fixed == acl:
-                fixed = acl  # itself: a txn carrying it is encoded from the bytes it came as
-            self._fixed_interned[id(acl)] = fixed
+                fixed = typing.cast(tuple[ACL, ...], acl)
+            self._fixed[id(acl)] = fixed
         return fixed
 
     def _fixup(self, acl: Sequence[ACL], ids: Sequence[Id]) -> tuple[ACL, ...]:

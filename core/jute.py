@@ -45,17 +45,19 @@ class VectorTable:
     """Vectors of one record type interned by their bytes, for fields declared
     ``Annotated[Sequence[T] | None, table]``: decoding bytes seen before gives the same tuple
     (no element decoded, no object made), and encoding one of the table's tuples appends the
-    bytes it came from. Holds at most `limit` vectors; past that, new ones decode to tuples of
-    their own. Elements must not be changed (nothing in the server changes a record it decoded)."""
+    bytes it came from. Holds at most `limit` vectors of at most `max_bytes` each (what a client
+    sends cannot pin more than that); others decode to tuples of their own. Elements must not
+    be changed (nothing in the server changes a record it decoded)."""
 
-    def __init__(self, limit: int = 1024) -> None:
+    def __init__(self, limit: int = 1024, max_bytes: int = 1024) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
         self.by_bytes: dict[bytes, tuple[Any, ...]] = {}
         self.bytes_of: dict[int, bytes] = {}  # id(tuple) -> its bytes; by_bytes keeps it alive
 
     def add(self, raw: bytes, value: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Intern `value`, decoded from `raw`, while there is room; return it."""
-        if len(self.by_bytes) < self.limit:
+        """Intern `value`, decoded from `raw`, if it is small enough and there is room; return it."""
+        if len(raw) <= self.max_bytes and len(self.by_bytes) < self.limit:
             self.by_bytes[raw] = value
             self.bytes_of[id(value)] = raw
         return value

@@ -71,7 +71,8 @@ def test_an_interned_vector_with_a_bad_length_inside_is_refused() -> None:
 
 
 def test_a_full_vector_table_decodes_new_vectors_to_tuples_of_their_own() -> None:
-    table = VectorTable(limit=1)
+    table = VectorTable(limit=1, max_bytes=4)
+    assert table.add(b"large", (0,)) == (0,) and not table.by_bytes  # over max_bytes: not kept
     kept = table.add(b"a", (1,))
     assert table.add(b"b", (2,)) == (2,)
     assert table.by_bytes == {b"a": kept} and table.holds(kept) and not table.holds((2,))
