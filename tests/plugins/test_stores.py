@@ -390,9 +390,9 @@ def test_sqlite_appends_go_on_while_a_snapshot_is_saved_aside(tmp_path: Path) ->
 @pytest.mark.parametrize("separate", [False, True])
 def test_sqlite_checkpoints_on_its_own_thread_not_in_the_appends(tmp_path: Path, separate: bool) -> None:
     """The appends' connection never checkpoints the WAL; the store's thread does (PASSIVE), once
-    checkpoint_bytes of log were appended, and the log reads back whole."""
+    the appends wrote about checkpoint_bytes to the WAL, and the log reads back whole."""
     store = maker(spec(sqlite_hooks).factory, separate_log_dir=separate)(tmp_path)
-    store.checkpoint_bytes = 2000
+    store.checkpoint_bytes = 10_000  # the first append's page and payload stay below it
     appends = store._conn.connection.dbapi_connection  # type: ignore[attr-defined]
     assert appends.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
     log_file = (log_dir_of(tmp_path) / "sqlite" / "log.db") if separate else tmp_path / "sqlite" / "zk.db"
@@ -407,6 +407,27 @@ def test_sqlite_checkpoints_on_its_own_thread_not_in_the_appends(tmp_path: Path,
     assert [z for z, _ in store.read_from(0)] == list(range(1, 100))
     store.close()
     assert store.checkpoints == 1  # close stopped the thread
+
+
+def test_sqlite_checkpoints_count_pages_and_the_wal_is_then_written_over(tmp_path: Path) -> None:
+    """A lone write's few bytes still write a whole page to the WAL: appends of a few bytes ask
+    for a checkpoint once their pages add up; after it, the WAL is written over from its start
+    instead of growing (a growing file's sync costs more)."""
+    store = maker(spec(sqlite_hooks).factory)(tmp_path)
+    store.checkpoint_bytes = 3 * store._page_bytes  # type: ignore[attr-defined]
+    wal = tmp_path / "sqlite" / "zk.db-wal"
+    for z in (1, 2, 3):
+        store.append(txns(z))  # a few bytes each
+    deadline = time.monotonic() + 10
+    while store.checkpoints < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # a real thread; bounded wait
+    assert store.checkpoints == 1
+    size = wal.stat().st_size
+    store.append(txns(4))
+    store.append(txns(5))  # below the next checkpoint: no other thread touches the WAL
+    assert wal.stat().st_size == size
+    assert [z for z, _ in store.read_from(0)] == [1, 2, 3, 4, 5]
+    store.close()
 
 
 def test_sqlite_open_deletes_the_chunks_of_a_save_cut_short(tmp_path: Path) -> None:
