@@ -91,7 +91,8 @@ R = TypeVar("R", bound=Record)
 
 
 def _jute_kind(hint: Any) -> tuple[str, Any]:
-    """Classify one annotation: ('fixed', code) / ('buffer',) / ('ustring',) / ('vector', elem) / ('record', cls)."""
+    """Classify one annotation: ('fixed', code) / ('buffer',) / ('ustring',) / ('vector', elem) /
+    ('interned', (elem, table)) / ('record', cls)."""
     if typing.get_origin(hint) is Annotated:
         meta = hint.__metadata__[0]
         if isinstance(meta, VectorTable):
