@@ -263,19 +263,10 @@ class ServerConnection(Protocol):
     def complete(self, slot: Slot, reply: bytes) -> None:
         """Fill a write's slot; if it is the oldest owed, write it and every complete slot
         behind it, running the reads queued behind it, up to the next write still waiting."""
-        pending = self.pending
-        if not pending or pending[0] is not slot:
-            slot.reply = reply
-            return  # replies owed before it go first
-        pending.popleft()
-        self.out.append(reply)
-        if slot.t:
-            self.replied_later.append(slot.t)
-        self.server.dirty.add(self)
-        if pending:
-            head = pending[0]
-            if not isinstance(head, Slot) or head.reply is not None:
-                self._drain()
+        slot.reply = reply
+        if self.pending and self.pending[0] is slot:  # else replies owed before it go first
+            self._drain()
+            self.server.dirty.add(self)
 
     def _drain(self) -> None:
         """Write the complete slots at the head of `pending`, running the reads among them,

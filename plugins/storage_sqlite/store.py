@@ -37,8 +37,8 @@ On-disk format and the rules this module keeps:
 
 Checkpoints (SQLite): the appends' connection never checkpoints the WAL (its
 ``wal_autocheckpoint`` is 0), so a write never waits while SQLite copies the WAL into the
-database file and syncs it. A thread of the store runs ``wal_checkpoint(PASSIVE)`` on the
-snapshot connection instead, once the appends since the last one have grown the WAL by about
+database file and syncs it. A thread of the store checkpoints on the snapshot connection
+instead, once the appends since the last one have grown the WAL by about
 CHECKPOINT_BYTES: a PASSIVE pass beside the appends, which go on writing the WAL meanwhile,
 then a RESTART for the few frames appended during it, after which the next append writes the
 WAL from its start. Each append counts its payload plus one page (a commit writes whole pages:
@@ -239,7 +239,7 @@ class SqliteStore:
         self._checkpointer.start()
 
     def _checkpoint_loop(self) -> None:
-        """The checkpoint thread: a PASSIVE checkpoint of each database file when asked."""
+        """The checkpoint thread: a checkpoint of each database file (`_checkpoint`) when asked."""
         schemas = ["main"] + ([LOG_SCHEMA] if self._log_file else [])
         while True:
             self._checkpoint_wanted.wait()
