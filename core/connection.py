@@ -61,13 +61,17 @@ def write_now(transport: Any, frames: list[bytes]) -> None:
 
 
 class Slot:
-    """A write's reply owed to the client, in request order: its bytes once the txn commits."""
+    """A write's reply owed to the client, in request order: its bytes once the txn commits.
+    The server finds it by (session id, cxid) when the txn commits: `conn` and `op` say where
+    and what to answer."""
 
-    __slots__ = ("reply", "t")
+    __slots__ = ("conn", "op", "t", "reply")
 
-    def __init__(self, t: float) -> None:
-        self.reply: bytes | None = None
+    def __init__(self, conn: ServerConnection, op: int, t: float) -> None:
+        self.conn = conn
+        self.op = op  # the request's op code (the reply's shape)
         self.t = t  # when the request arrived (reactor seconds), for latency
+        self.reply: bytes | None = None
 
 
 # A read queued behind a write, run when it reaches the head: (arrival time, the function that
@@ -254,9 +258,9 @@ class ServerConnection(Protocol):
             self.send(read(*args))
             self.replied_now += 1
 
-    def owe(self) -> Slot:
-        """A slot for a write's reply, filled by `complete` when the txn commits."""
-        slot = Slot(self.received_at)
+    def owe(self, op: int) -> Slot:
+        """A slot for the reply of a write `op`, filled by `complete` when the txn commits."""
+        slot = Slot(self, op, self.received_at)
         self.pending.append(slot)
         return slot
 
@@ -264,19 +268,14 @@ class ServerConnection(Protocol):
         """Fill a write's slot; if it is the oldest owed, write it and every complete slot
         behind it, running the reads queued behind it, up to the next write still waiting."""
         slot.reply = reply
-        if self.pending and self.pending[0] is slot:  # else replies owed before it go first
-            self._drain()
-            self.server.dirty.add(self)
-
-    def _drain(self) -> None:
-        """Write the complete slots at the head of `pending`, running the reads among them,
-        up to the next write still waiting."""
         pending = self.pending
+        if not pending or pending[0] is not slot:
+            return  # replies owed before it go first
         out = self.out
         later = self.replied_later
         while pending:
             head = pending[0]
-            if isinstance(head, Slot):
+            if type(head) is Slot:
                 if head.reply is None:
                     break
                 t, ready = head.t, head.reply
@@ -287,6 +286,7 @@ class ServerConnection(Protocol):
             out.append(ready)
             if t:
                 later.append(t)
+        self.server.dirty.add(self)
 
     def send_event(self, event: WatchEvent) -> None:
         """A watch notification (xid -1; the txn's zxid, -1 for setWatches events)."""

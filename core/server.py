@@ -87,7 +87,7 @@ class ZKServer:
         self.all_connections: dict[ServerConnection, None] = {}  # in the order they opened
         self.per_host: dict[str, int] = {}
         self.handshakes: dict[int, ServerConnection] = {}  # session id -> connection awaiting createSession
-        self.waiting: dict[tuple[int, int], tuple[ServerConnection, Slot, int]] = {}
+        self.waiting: dict[tuple[int, int], Slot] = {}
         self.dirty: set[ServerConnection] = set()
         self._flush_scheduled = False
         self.started_ms = self.now_ms()
@@ -401,7 +401,7 @@ class ZKServer:
                 conn.reply_now_or_queue(self._empty_reply, xid, Code.NOTREADONLY)
             return
         sid = conn.session_id
-        self.waiting[(sid, xid)] = (conn, conn.owe(), op)
+        self.waiting[(sid, xid)] = conn.owe(op)
         if len(self.waiting) > self.config.global_outstanding_limit:
             self.stats.throttle(conn)  # globalOutstandingLimit: stop reading until it drops
         self.consensus.submit(Request(sid, xid, op, record, frame[8:], conn.auth_ids))
@@ -418,16 +418,16 @@ class ZKServer:
         if h.type in _SESSION_TXNS:
             self._session_committed(txn)
             return
-        waiter = self.waiting.pop((h.clientId, h.cxid), None)
-        if waiter is not None:
-            conn, slot, op = waiter
+        slot = self.waiting.pop((h.clientId, h.cxid), None)
+        if slot is not None:
+            op = slot.op
             if result.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
                 reply = reply_frame(h.cxid, h.zxid, result.err)
             elif op == _MULTI:
                 reply = reply_frame(h.cxid, h.zxid, 0, _multi_body(result.multi or []))
             else:
                 reply = reply_frame(h.cxid, h.zxid, 0, _response_body(op, result))
-            conn.complete(slot, reply)
+            slot.conn.complete(slot, reply)
 
     def _session_committed(self, txn: Txn) -> None:
         """A createSession binds the connection waiting for it; a closeSession answers its
@@ -439,10 +439,10 @@ class ZKServer:
             if conn is not None and not conn.closing:
                 self._bind(conn, h.clientId, conn.timeout)
             return
-        waiter = self.waiting.pop((h.clientId, h.cxid), None)
+        slot = self.waiting.pop((h.clientId, h.cxid), None)
         conn = self.connections.pop(h.clientId, None)
-        if waiter is not None:
-            waiter[0].complete(waiter[1], reply_frame(h.cxid, h.zxid, 0))
+        if slot is not None:
+            slot.conn.complete(slot, reply_frame(h.cxid, h.zxid, 0))
         if conn is not None:
             conn.close()
         log.info("Processed session termination for sessionid: 0x{sid:x}", sid=h.clientId & (2**64 - 1))
@@ -456,11 +456,10 @@ class ZKServer:
 
     def synced(self, request: Request) -> None:
         """CommitSink: a sync is complete."""
-        waiter = self.waiting.pop((request.session_id, request.cxid), None)
-        if waiter is not None:
-            conn, slot, _ = waiter
+        slot = self.waiting.pop((request.session_id, request.cxid), None)
+        if slot is not None:
             body = PathRequest.encode(request.record)
-            conn.complete(slot, reply_frame(request.cxid, self.tree.last_zxid, 0, body))
+            slot.conn.complete(slot, reply_frame(request.cxid, self.tree.last_zxid, 0, body))
 
     def stop_serving(self) -> None:
         """The consensus can no longer make writes durable: answer every write still waiting
@@ -468,8 +467,8 @@ class ZKServer:
         after the replies owed before it, then close every client connection. New ones are
         refused while ``consensus.is_serving()`` is false; four-letter words still answer."""
         waiting, self.waiting = self.waiting, {}
-        for (_, xid), (conn, slot, _) in waiting.items():
-            conn.complete(slot, reply_frame(xid, self.tree.last_zxid, Code.SYSTEMERROR))
+        for (_, xid), slot in waiting.items():
+            slot.conn.complete(slot, reply_frame(xid, self.tree.last_zxid, Code.SYSTEMERROR))
         self.handshakes.clear()
         self.flush()
         for conn in list(self.all_connections):

@@ -125,8 +125,9 @@ class Node:
         self.reply = None
         self.children_reply = None
 
-    def _client_view(self) -> tuple[int, int, int, int, int, int, int, int, int, int, int]:
-        """The fields of the Stat a client sees (DataNode.copyStat), in Stat's order."""
+    def stat_bytes(self) -> bytes:
+        """The Stat a client sees (DataNode.copyStat), encoded: the read and reply paths take
+        it as bytes, past a Stat object."""
         n = len(self.children)
         cversion = self.cversion * 2 - n
         if not -0x80000000 <= cversion <= 0x7FFFFFFF:
@@ -134,16 +135,12 @@ class Node:
         owner = self.ephemeral_owner
         if owner < 0 and kind_of_owner(owner) > 1:
             owner = 0
-        return (self.czxid, self.mzxid, self.ctime, self.mtime, self.version, cversion,
-                self.aversion, owner, len(self.data), n, self.pzxid)
+        return _STAT.pack(self.czxid, self.mzxid, self.ctime, self.mtime, self.version, cversion,
+                          self.aversion, owner, len(self.data), n, self.pzxid)
 
     def stat(self) -> Stat:
-        """The Stat a client sees (DataNode.copyStat)."""
-        return Stat(*self._client_view())
-
-    def stat_bytes(self) -> bytes:
-        """The client's Stat, encoded (the read path's shortcut past a Stat object)."""
-        return _STAT.pack(*self._client_view())
+        """The Stat a client sees, as a record."""
+        return Stat.decode(self.stat_bytes())[0]
 
     def data_reply(self) -> bytes:
         """GetDataResponse's bytes (data, then the Stat), built once per change of the node:
@@ -151,7 +148,7 @@ class Node:
         reply = self.reply
         if reply is None:
             data = self.data
-            reply = self.reply = _LEN.pack(len(data)) + data + _STAT.pack(*self._client_view())
+            reply = self.reply = _LEN.pack(len(data)) + data + self.stat_bytes()
         return reply
 
     def children_list(self) -> bytes:

@@ -198,7 +198,7 @@ def test_reply_latency_and_packets(server: ZKServer) -> None:
     assert server.stats.latency.count == 1 and server.stats.latency.max == 5
     assert server.stats.packets_sent == 1 and server.stats.min_response_size == 16
     conn.dataReceived(b"")  # a new batch: the write arrives now
-    slot = conn.owe()
+    slot = conn.owe(5)
     clock.advance(0.012)
     conn.complete(slot, b"\x00\x00\x00\x10" + bytes(16))
     conn.flush()  # counted when written
