@@ -347,14 +347,19 @@ class QuorumStream(Protocol):
 class GroupLog:
     """Group commit of txns to the store: the txns of one reactor turn, and those queued while
     a write is in flight, go to the store together in one append (one sync), on the storage
-    thread. `on_durable(zxid)` runs on the reactor after each batch, in order. `reset()` drops
-    what is queued but not yet handed to the store."""
+    thread. A lone txn while the storage thread is idle is appended on the reactor instead
+    (`StorageThread.run_small`: no thread hand-offs on a lone write's path), after `flush`
+    has sent the packets queued this turn (PROPOSALs, ACKs), so that the other members log
+    beside this sync, not after it. `on_durable(zxid)` runs on the reactor after each batch,
+    in order. `reset()` drops what is queued but not yet handed to the store."""
 
-    def __init__(self, reactor: Any, storage: Any, store: Any, on_error: Callable[[Failure], None]) -> None:
+    def __init__(self, reactor: Any, storage: Any, store: Any, on_error: Callable[[Failure], None],
+                 flush: Callable[[], None]) -> None:
         self.reactor = reactor
         self.storage = storage
         self.store = store
         self.on_error = on_error
+        self.flush = flush
         self.queue: list[tuple[int, bytes, Callable[[int], None]]] = []
         self.writing = False
         self.generation = 0
@@ -372,7 +377,12 @@ class GroupLog:
             self.writing = False
             return
         generation = self.generation
-        d: Deferred[None] = self.storage.run(self.store.append, [(z, p) for z, p, _ in batch])
+        payloads = [(z, p) for z, p, _ in batch]
+        if len(batch) == 1:
+            self.flush()
+            d: Deferred[None] = self.storage.run_small(self.store.append, payloads)
+        else:
+            d = self.storage.run(self.store.append, payloads)
         d.addCallbacks(lambda _: self._done(batch, generation), self._failed)
 
     def _done(self, batch: Sequence[tuple[int, bytes, Callable[[int], None]]], generation: int) -> None:

@@ -57,7 +57,7 @@ class ZabConsensus:
         self.accepted_epoch = 0
         self.current_epoch = 0
         self.committed = CommittedLog(int(config.raw.get("commitLogCount", COMMIT_LOG_COUNT)))
-        self.log = GroupLog(server.reactor, server.storage, store, self._store_failed)
+        self.log = GroupLog(server.reactor, server.storage, store, self._store_failed, self._flush_quorum)
         self.election_factory = election_factory or _default_election
         self.election: Any = None
         self.active: Any = None  # the Leader or Learner of the current role
@@ -248,6 +248,12 @@ class ZabConsensus:
             conn.close()
         server.waiting.clear()
         server.handshakes.clear()
+
+    def _flush_quorum(self) -> None:
+        """Send the quorum packets the current role has queued this turn (GroupLog, before a
+        sync on the reactor)."""
+        if self.active is not None:
+            self.active.flush_quorum()
 
     def _store_failed(self, failure: Failure) -> None:
         """The log cannot be written: nothing more is acknowledged; this member stops taking

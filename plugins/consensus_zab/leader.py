@@ -484,6 +484,11 @@ class Leader:
                 h.proposal_sent(zxid, payload, now)
         self.zab.log.append(zxid, payload, self._durable)
 
+    def flush_quorum(self) -> None:
+        """Send every learner the packets queued for it this turn."""
+        for h in self.handlers:
+            h.flush()
+
     def _durable(self, zxid: int) -> None:
         p = self.outstanding.get(zxid)
         if p is not None and not self.stopped:

@@ -445,6 +445,11 @@ class Learner:
         for d in self.revalidations.pop(session_id, []):
             d.callback(bool(valid))
 
+    def flush_quorum(self) -> None:
+        """Send the leader the packets queued this turn."""
+        if self.conn is not None:
+            self.conn.flush()
+
     def _send(self, ptype: int, zxid: int, data: bytes | None = None, authinfo: Sequence[Id] | None = None) -> None:
         if self.conn is not None:
             self.conn.send(ptype, zxid, data, authinfo)
