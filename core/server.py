@@ -666,7 +666,7 @@ def _multi_body(results: list[TxnResult]) -> bytes:
     """A multi's response: one (MultiHeader, result) per op, then the end marker. When any op
     failed, every entry is an error entry (0 for the rolled-back ones before it)."""
     parts: list[bytes] = []
-    failed = any(r.err for r in results)
+    failed = any([r.err for r in results])  # a list: no generator per multi
     for r in results:
         if failed:
             parts.append(MultiHeader(-1, False, r.err).encode())

@@ -465,7 +465,7 @@ class DataTree:
         (rolled back), the error its code, the ones after RUNTIMEINCONSISTENCY. The multi's own
         err stays 0 (its ReplyHeader.err is 0); the sub-results carry the errors."""
         results: list[TxnResult] = []
-        if any(st == _ERROR for st, _ in body):
+        if _ERROR in [st for st, _ in body]:  # a list, not any(): no generator per multi
             failed = False
             for st, record in body:
                 if st == _ERROR:
