@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import struct
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from core.errors import ZKError
-from core.interfaces import PeerInfo, WatchEvent
+from core.interfaces import PeerInfo, Request, WatchEvent
 from core.jute import JuteError
 from core.ops.stats import ConnectionStats
 from core.records import ConnectRequest, ConnectResponse, Id
@@ -60,18 +61,15 @@ def write_now(transport: Any, frames: list[bytes]) -> None:
         transport.write(data)
 
 
-class Slot:
-    """A write's reply owed to the client, in request order: its bytes once the txn commits.
-    The server finds it by (session id, cxid) when the txn commits: `conn` and `op` say where
-    and what to answer."""
+@dataclass(slots=True)
+class OwedWrite(Request):
+    """A client's write: the Request the consensus orders, and the reply its connection owes
+    for it, in request order (`reply`: its bytes once the txn commits). The server finds it
+    by (session id, cxid) when the txn commits."""
 
-    __slots__ = ("conn", "op", "t", "reply")
-
-    def __init__(self, conn: ServerConnection, op: int, t: float) -> None:
-        self.conn = conn
-        self.op = op  # the request's op code (the reply's shape)
-        self.t = t  # when the request arrived (reactor seconds), for latency
-        self.reply: bytes | None = None
+    conn: ServerConnection
+    t: float  # when the request arrived (reactor seconds), for latency
+    reply: bytes | None = None
 
 
 # A read queued behind a write, run when it reaches the head: (arrival time, the function that
@@ -96,7 +94,7 @@ class ServerConnection(Protocol):
         self.auth_ids: tuple[Id, ...] = ()  # replaced, never changed: requests share it
         self._auth_keys: set[tuple[str | None, str | None]] = set()
         self.peer = PeerInfo("", 0)
-        self.pending: deque[Slot | QueuedRead] = deque()
+        self.pending: deque[OwedWrite | QueuedRead] = deque()
         self.out: list[bytes] = []
         self.buf = bytearray()  # the start of a packet that straddles reads
         self.handshaken = False
@@ -258,13 +256,7 @@ class ServerConnection(Protocol):
             self.send(read(*args))
             self.replied_now += 1
 
-    def owe(self, op: int) -> Slot:
-        """A slot for the reply of a write `op`, filled by `complete` when the txn commits."""
-        slot = Slot(self, op, self.received_at)
-        self.pending.append(slot)
-        return slot
-
-    def complete(self, slot: Slot, reply: bytes) -> None:
+    def complete(self, slot: OwedWrite, reply: bytes) -> None:
         """Fill a write's slot; if it is the oldest owed, write it and every complete slot
         behind it, running the reads queued behind it, up to the next write still waiting."""
         slot.reply = reply
@@ -275,7 +267,7 @@ class ServerConnection(Protocol):
         later = self.replied_later
         while pending:
             head = pending[0]
-            if type(head) is Slot:
+            if isinstance(head, OwedWrite):
                 if head.reply is None:
                     break
                 t, ready = head.t, head.reply

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from core import pluginmanager
 from core.acl import AccessControl
 from core.config import Config
-from core.connection import ServerConnection, Slot, reply_frame
+from core.connection import OwedWrite, ServerConnection, reply_frame
 from core.errors import Code, ZKError
 from core.heap import HeapSettler
 from core.interfaces import Request, StoreError, WatchEvent
@@ -87,7 +87,7 @@ class ZKServer:
         self.all_connections: dict[ServerConnection, None] = {}  # in the order they opened
         self.per_host: dict[str, int] = {}
         self.handshakes: dict[int, ServerConnection] = {}  # session id -> connection awaiting createSession
-        self.waiting: dict[tuple[int, int], Slot] = {}
+        self.waiting: dict[tuple[int, int], OwedWrite] = {}
         self.dirty: set[ServerConnection] = set()
         self._flush_scheduled = False
         self.started_ms = self.now_ms()
@@ -401,10 +401,12 @@ class ZKServer:
                 conn.reply_now_or_queue(self._empty_reply, xid, Code.NOTREADONLY)
             return
         sid = conn.session_id
-        self.waiting[(sid, xid)] = conn.owe(op)
+        write = OwedWrite(sid, xid, op, record, frame[8:], conn.auth_ids, conn, conn.received_at)
+        conn.pending.append(write)  # its reply slot, filled by conn.complete at the commit
+        self.waiting[(sid, xid)] = write
         if len(self.waiting) > self.config.global_outstanding_limit:
             self.stats.throttle(conn)  # globalOutstandingLimit: stop reading until it drops
-        self.consensus.submit(Request(sid, xid, op, record, frame[8:], conn.auth_ids))
+        self.consensus.submit(write)
 
     # -- commits --------------------------------------------------------------------------
 
@@ -420,7 +422,7 @@ class ZKServer:
             return
         slot = self.waiting.pop((h.clientId, h.cxid), None)
         if slot is not None:
-            op = slot.op
+            op = slot.type
             if result.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
                 reply = reply_frame(h.cxid, h.zxid, result.err)
             elif op == _MULTI:

@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from core.config import parse
-from core.connection import ServerConnection
+from core.connection import OwedWrite, ServerConnection
 from core.ops import admin, fourletter
 from core.ops.stats import Latency
 from core.server import ZKServer
@@ -198,7 +198,8 @@ def test_reply_latency_and_packets(server: ZKServer) -> None:
     assert server.stats.latency.count == 1 and server.stats.latency.max == 5
     assert server.stats.packets_sent == 1 and server.stats.min_response_size == 16
     conn.dataReceived(b"")  # a new batch: the write arrives now
-    slot = conn.owe(5)
+    slot = OwedWrite(0x123, 7, 5, None, b"", (), conn, conn.received_at)
+    conn.pending.append(slot)
     clock.advance(0.012)
     conn.complete(slot, b"\x00\x00\x00\x10" + bytes(16))
     conn.flush()  # counted when written
