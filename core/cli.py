@@ -142,9 +142,8 @@ def format_txn(txn: Txn) -> str:
     one line (ACLs without Java's line break, control characters escaped) and a multi's
     sub-txns are decoded (``create:...;setData:...``) where Java prints their raw bytes.
     """
-    h = txn.header
-    return (f"{_java_time(h.time)} session {_hex(h.clientId)} cxid {_hex(h.cxid)} "
-            f"zxid {_hex(h.zxid)} {_op_name(h.type)} {_fields(h.type, txn.body)}").rstrip()
+    return (f"{_java_time(txn.time)} session {_hex(txn.clientId)} cxid {_hex(txn.cxid)} "
+            f"zxid {_hex(txn.zxid)} {_op_name(txn.type)} {_fields(txn.type, txn.body)}").rstrip()
 
 
 def _java_time(ms: int) -> str:
@@ -280,9 +279,9 @@ def rebuild(store: Store, zxid: int) -> tuple[DataTree, dict[int, int]]:
         txn = decode_txn(payload)
         tree.apply(txn)
         if txn.type == OpCode.createSession:
-            sessions[txn.header.clientId] = txn.body.timeOut
+            sessions[txn.clientId] = txn.body.timeOut
         elif txn.type == OpCode.closeSession:
-            sessions.pop(txn.header.clientId, None)
+            sessions.pop(txn.clientId, None)
         last = txn_zxid
     if last != zxid:
         raise CliError(f"the store has no txn with zxid {_hex(zxid)} (the log goes up to "

@@ -310,6 +310,19 @@ class _Gen:
         ]
 
 
+def fixed_struct(cls: type[Record]) -> struct.Struct:
+    """The one Struct that packs and unpacks a record whose fields are all fixed-size, in
+    field order (for code that keeps such a record's fields elsewhere, as `core.txn.Txn` does
+    TxnHeader's). Raises TypeError for a record with any other field."""
+    codes = []
+    for _, hint in cls._jute_fields:
+        kind, code = _jute_kind(hint)
+        if kind != "fixed":
+            raise TypeError(f"{cls.__name__} has a {kind} field")
+        codes.append(code)
+    return struct.Struct(">" + "".join(codes))
+
+
 @dataclass_transform()
 def record(cls: type[R]) -> type[R]:
     """Make `cls` (a Record subclass) a slotted dataclass with a generated jute codec (see the

@@ -39,7 +39,7 @@ from core.opcodes import (
 from core.paths import parent_of, validate_path
 from core.records import (
     ACL, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateTTLTxn, CreateTxn, DeleteTxn,
-    ErrorTxn, SetACLTxn, SetDataTxn, TxnHeader,
+    ErrorTxn, SetACLTxn, SetDataTxn,
 )
 from core.sessions import SessionTracker
 from core.tree import SPECIAL_PATHS, DataTree, Node, kind_of_owner
@@ -132,9 +132,9 @@ class Prep:
         """The txn for `request`, numbered `zxid` (see the module doc). Raises ValueError only
         for a request type that makes no txn (reads, sync, ping...)."""
         t = request.type
-        header = TxnHeader(request.session_id, request.cxid, zxid, self.now_ms(), t)
+        now = self.now_ms()
         if t == _MULTI:
-            return self._multi(request, header)
+            return self._multi(request, zxid, now)
         handler = self._handlers.get(t)
         if handler is None:
             raise ValueError(f"request type {t} makes no txn")
@@ -147,9 +147,8 @@ class Prep:
                 raise ZKError(Code.UNIMPLEMENTED)
             body = handler(t, request.record, request, zxid)
         except ZKError as e:
-            header.type = OpCode.error
-            return Txn(header, ErrorTxn(e.code))
-        return Txn(header, body)
+            return Txn(request.session_id, request.cxid, zxid, now, OpCode.error, ErrorTxn(e.code))
+        return Txn(request.session_id, request.cxid, zxid, now, t, body)
 
     def applied(self, zxid: int) -> None:
         """Forget the change records of every txn up to `zxid` (it is in the tree now)."""
@@ -343,15 +342,13 @@ class Prep:
 
     # -- multi --------------------------------------------------------------------------------
 
-    def _multi(self, request: Request, header: TxnHeader) -> Txn:
+    def _multi(self, request: Request, zxid: int, now: int) -> Txn:
         """All ops with one zxid, atomically: the first failure rolls back the change records
         the multi made and turns the rest into ErrorTxn(-2)."""
         try:
             plan = self._multi_plan(request.record)
         except ZKError as e:
-            header.type = OpCode.error
-            return Txn(header, ErrorTxn(e.code))
-        zxid = header.zxid
+            return Txn(request.session_id, request.cxid, zxid, now, OpCode.error, ErrorTxn(e.code))
         failed: int | None = None
         if plan:
             try:
@@ -374,7 +371,7 @@ class Prep:
                     self._rollback()
         finally:
             self._undo = None
-        return Txn(header, subs)
+        return Txn(request.session_id, request.cxid, zxid, now, _MULTI, subs)
 
     def _multi_plan(self, ops: Any) -> list[tuple[int, Any]]:
         """The (txn type, record) of each op, or MARSHALLINGERROR for the whole request: a

@@ -34,7 +34,7 @@ from core.requests import (
 from core.records import (
     ACL, AddWatchRequest, AuthPacket, ClientInfo, ConnectRequest, CreateResponse,
     CreateSessionTxn, ErrorResponse, GetACLResponse,
-    GetEphemeralsResponse, Id, MultiHeader, PathRequest, PathWatchRequest,
+    GetEphemeralsResponse, Id, MultiHeader, PathRequest,
     SaslToken, SetWatches, SetWatches2, WatchTypeRequest, WhoAmIResponse,
 )
 from core.sasl import sasl_reply
@@ -180,8 +180,8 @@ class ZKServer:
         """Apply a logged txn during recovery (no clients yet)."""
         self.tree.apply(txn)
         self._track_session(txn)
-        if not txn.header.zxid % DIGEST_LOG_INTERVAL:
-            self.stats.log_digest(txn.header.zxid, self.tree.digest)
+        if not txn.zxid % DIGEST_LOG_INTERVAL:
+            self.stats.log_digest(txn.zxid, self.tree.digest)
 
     @inlineCallbacks
     def stop(self) -> Any:
@@ -414,47 +414,44 @@ class ZKServer:
         """CommitSink: apply a committed txn, then complete the reply waiting for it."""
         result = self.tree.apply(txn)
         self.snapshotter.txn_logged()
-        h = txn.header
-        if not h.zxid % DIGEST_LOG_INTERVAL:
-            self.stats.log_digest(h.zxid, self.tree.digest)
-        if h.type in _SESSION_TXNS:
+        if not txn.zxid % DIGEST_LOG_INTERVAL:
+            self.stats.log_digest(txn.zxid, self.tree.digest)
+        if txn.type in _SESSION_TXNS:
             self._session_committed(txn)
             return
-        slot = self.waiting.pop((h.clientId, h.cxid), None)
+        slot = self.waiting.pop((txn.clientId, txn.cxid), None)
         if slot is not None:
             op = slot.type
             if result.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
-                reply = reply_frame(h.cxid, h.zxid, result.err)
+                reply = reply_frame(txn.cxid, txn.zxid, result.err)
             elif op == _MULTI:
-                reply = reply_frame(h.cxid, h.zxid, 0, _multi_body(result.multi or []))
+                reply = reply_frame(txn.cxid, txn.zxid, 0, _multi_body(result.multi or []))
             else:
-                reply = reply_frame(h.cxid, h.zxid, 0, _response_body(op, result))
+                reply = reply_frame(txn.cxid, txn.zxid, 0, _response_body(op, result))
             slot.conn.complete(slot, reply)
 
     def _session_committed(self, txn: Txn) -> None:
         """A createSession binds the connection waiting for it; a closeSession answers its
         closeSession request (if any) and closes the session's connection."""
         self._track_session(txn)
-        h = txn.header
-        if h.type == OpCode.createSession:
-            conn = self.handshakes.pop(h.clientId, None)
+        if txn.type == OpCode.createSession:
+            conn = self.handshakes.pop(txn.clientId, None)
             if conn is not None and not conn.closing:
-                self._bind(conn, h.clientId, conn.timeout)
+                self._bind(conn, txn.clientId, conn.timeout)
             return
-        slot = self.waiting.pop((h.clientId, h.cxid), None)
-        conn = self.connections.pop(h.clientId, None)
+        slot = self.waiting.pop((txn.clientId, txn.cxid), None)
+        conn = self.connections.pop(txn.clientId, None)
         if slot is not None:
-            slot.conn.complete(slot, reply_frame(h.cxid, h.zxid, 0))
+            slot.conn.complete(slot, reply_frame(txn.cxid, txn.zxid, 0))
         if conn is not None:
             conn.close()
-        log.info("Processed session termination for sessionid: 0x{sid:x}", sid=h.clientId & (2**64 - 1))
+        log.info("Processed session termination for sessionid: 0x{sid:x}", sid=txn.clientId & (2**64 - 1))
 
     def _track_session(self, txn: Txn) -> None:
-        h = txn.header
-        if h.type == OpCode.createSession:
-            self.sessions.add(h.clientId, txn.body.timeOut, self.now_ms())
-        elif h.type == OpCode.closeSession:
-            self.sessions.remove(h.clientId)
+        if txn.type == OpCode.createSession:
+            self.sessions.add(txn.clientId, txn.body.timeOut, self.now_ms())
+        elif txn.type == OpCode.closeSession:
+            self.sessions.remove(txn.clientId)
 
     def synced(self, request: Request) -> None:
         """CommitSink: a sync is complete."""
@@ -548,7 +545,7 @@ class ZKServer:
         return GetACLResponse.encode(GetACLResponse(acl, node.stat()))
 
     def get_all_children_number(self, conn: ServerConnection, r: PathRequest) -> bytes:
-        node = self._readable(conn, r.path, Perm.READ)
+        self._readable(conn, r.path, Perm.READ)
         return INT.pack(self.tree.descendants_count(r.path or "/"))
 
     def get_ephemerals(self, conn: ServerConnection, r: PathRequest) -> bytes:

@@ -332,13 +332,14 @@ class DataTree:
     def apply(self, txn: Txn) -> TxnResult:
         """Apply one committed txn (any type) and report what it did; see the module doc for
         how a txn that no longer fits the tree is handled."""
-        h = txn.header
-        op = self._ops.get(h.type)
+        t = txn.type
+        op = self._ops.get(t)
         if op is None:
-            raise ValueError(f"unknown txn type {h.type}")
-        result = op(h.type, txn.body, h.clientId, h.zxid, h.time)
-        if h.zxid > self.last_zxid:
-            self.last_zxid = h.zxid
+            raise ValueError(f"unknown txn type {t}")
+        zxid = txn.zxid
+        result = op(t, txn.body, txn.clientId, zxid, txn.time)
+        if zxid > self.last_zxid:
+            self.last_zxid = zxid
         return result
 
     def _create(self, t: int, body: Any, client_id: int, zxid: int, time: int) -> TxnResult:

@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from core.jute import INT, JuteError
+from core.jute import INT, JuteError, fixed_struct
 from core.opcodes import OpCode
 from core.records import (
     CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateSessionTxn, CreateTTLTxn,
@@ -33,6 +33,7 @@ BODY: dict[int, Any] = {
     OpCode.error: ErrorTxn,
 }
 
+_HEADER = fixed_struct(TxnHeader)
 _SUB_HEAD = struct.Struct(">ii")  # a MultiTxn entry (jute Txn): type, then its body's length
 # compared with per txn, bound once (see core.opcodes)
 _MULTI, _CLOSE_SESSION = OpCode.multi, OpCode.closeSession
@@ -40,33 +41,31 @@ _MULTI, _CLOSE_SESSION = OpCode.multi, OpCode.closeSession
 
 @dataclass(slots=True)
 class Txn:
-    """One transaction. For a multi, `body` is the list of (type, record) sub-txns; a
-    closeSession written without a body (closeSessionTxn disabled) has `body` None."""
+    """One transaction: the TxnHeader's fields (clientId, cxid, zxid, time, type; kept here
+    rather than in a TxnHeader of their own), the body, and the TxnDigest if any. For a multi,
+    `body` is the list of (type, record) sub-txns; a closeSession written without a body
+    (closeSessionTxn disabled) has `body` None."""
 
-    header: TxnHeader
+    clientId: int
+    cxid: int
+    zxid: int
+    time: int
+    type: int
     body: Any
     digest: TxnDigest | None = None
-
-    @property
-    def zxid(self) -> int:
-        return self.header.zxid
-
-    @property
-    def type(self) -> int:
-        return self.header.type
 
 
 def encode_txn(txn: Txn) -> bytes:
     """The log-entry payload: TxnHeader, body, then TxnDigest if present."""
-    parts: list[bytes] = []
-    TxnHeader.encode_into(txn.header, parts)
-    if txn.header.type == _MULTI:  # MultiTxn: the count, then each sub-txn's type and body
+    t = txn.type
+    parts = [_HEADER.pack(txn.clientId, txn.cxid, txn.zxid, txn.time, t)]
+    if t == _MULTI:  # MultiTxn: the count, then each sub-txn's type and body
         parts.append(INT.pack(len(txn.body)))
-        for t, r in txn.body:
-            sub = BODY[t].encode(r)
-            parts += (_SUB_HEAD.pack(t, len(sub)), sub)
+        for st, r in txn.body:
+            sub = BODY[st].encode(r)
+            parts += (_SUB_HEAD.pack(st, len(sub)), sub)
     elif txn.body is not None:
-        BODY[txn.header.type].encode_into(txn.body, parts)
+        BODY[t].encode_into(txn.body, parts)
     if txn.digest is not None:
         TxnDigest.encode_into(txn.digest, parts)
     return b"".join(parts)
@@ -74,20 +73,24 @@ def encode_txn(txn: Txn) -> bytes:
 
 def decode_txn(data: bytes) -> Txn:
     """Inverse of encode_txn; raises JuteError on bytes that are not a txn."""
-    header, off = TxnHeader.decode(data, 0)
+    try:
+        client_id, cxid, zxid, time, t = _HEADER.unpack_from(data, 0)
+    except struct.error as e:
+        raise JuteError("truncated TxnHeader") from e
+    off = _HEADER.size
     body: Any = None
-    if header.type == _MULTI:
+    if t == _MULTI:
         multi, off = MultiTxn.decode(data, off)
         body = [(s.type, _decode_sub(s)) for s in multi.txns or ()]
-    elif header.type in BODY:
-        if off < len(data) or header.type != _CLOSE_SESSION:
-            body, off = BODY[header.type].decode(data, off)
+    elif t in BODY:
+        if off < len(data) or t != _CLOSE_SESSION:
+            body, off = BODY[t].decode(data, off)
     else:
-        raise JuteError(f"unknown txn type {header.type}")
+        raise JuteError(f"unknown txn type {t}")
     digest = None
     if len(data) - off >= 12:
         digest, off = TxnDigest.decode(data, off)
-    return Txn(header, body, digest)
+    return Txn(client_id, cxid, zxid, time, t, body, digest)
 
 
 def _decode_sub(sub: SubTxn) -> Any:

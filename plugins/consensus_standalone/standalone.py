@@ -83,7 +83,7 @@ class StandaloneConsensus:
     def write(self) -> None:
         """Append everything queued in one batch; commit it when durable."""
         batch, self.queue = self.queue, []
-        payloads = [(t.header.zxid, encode_txn(t)) for t in batch if type(t) is Txn]
+        payloads = [(t.zxid, encode_txn(t)) for t in batch if type(t) is Txn]
         storage = self.server.storage
         received = self.server.stats.packets_received
         # nothing but this write arrived since the last one: the server has nothing else to do
@@ -105,7 +105,7 @@ class StandaloneConsensus:
         for item in batch:
             if type(item) is Txn:
                 server.commit(item)
-                last = item.header.zxid
+                last = item.zxid
             else:
                 server.synced(item)
         if last:

@@ -17,7 +17,7 @@ from core.interfaces import Store
 from core.opcodes import OpCode
 from core.records import (
     ACL, CloseSessionTxn, CreateSessionTxn, CreateTxn, DeleteTxn, ErrorTxn, Id, SetACLTxn,
-    SetDataTxn, TxnHeader,
+    SetDataTxn,
 )
 from core.snapshot import serialize
 from core.tree import DataTree
@@ -33,7 +33,7 @@ STORES = ["sqlite", "rocksdb"]
 
 
 def txn(zxid: int, op: int, body: object, session: int = S1, cxid: int | None = None) -> Txn:
-    return Txn(TxnHeader(session, zxid - 1 if cxid is None else cxid, zxid, T0 + zxid, op), body)
+    return Txn(session, zxid - 1 if cxid is None else cxid, zxid, T0 + zxid, op, body)
 
 
 def history() -> list[Txn]:
@@ -62,9 +62,9 @@ def state_at(zxid: int) -> tuple[DataTree, dict[int, int]]:
     for t in history()[:zxid]:
         tree.apply(t)
         if t.type == OpCode.createSession:
-            sessions[t.header.clientId] = t.body.timeOut
+            sessions[t.clientId] = t.body.timeOut
         elif t.type == OpCode.closeSession:
-            sessions.pop(t.header.clientId)
+            sessions.pop(t.clientId)
     return tree, sessions
 
 
@@ -183,7 +183,7 @@ def test_txn_lines_match_java_txnlogtoolkit() -> None:
     head = f"11/26/26, 10:57:44 AM UTC session {session:#x}"
 
     def line(zxid: int, op: int, body: object) -> str:
-        return cli.format_txn(Txn(TxnHeader(session, zxid - 1, zxid, T0, op), body))
+        return cli.format_txn(Txn(session, zxid - 1, zxid, T0, op, body))
 
     assert line(1, OpCode.createSession, CreateSessionTxn(10000)) == \
         f"{head} cxid 0x0 zxid 0x1 createSession 10000"

@@ -8,10 +8,11 @@ import zlib
 import pytest
 from hypothesis import given, strategies as st
 
-from core.jute import JuteError, VectorTable
+from core.jute import JuteError, VectorTable, fixed_struct
 from core.opcodes import OpCode
 from core.records import (
     ACL, ACL_LISTS, ConnectRequest, CreateRequest, CreateTxn, GetDataResponse, Id, MultiTxn, Stat, SubTxn,
+    TxnHeader,
 )
 from core.txn import decode_txn, encode_txn
 from tests.fixtures.hexfile import read_hex
@@ -118,3 +119,12 @@ def test_every_txn_zookeeper_logged_decodes_and_reencodes_byte_for_byte() -> Non
 def test_multi_txn_sub_records_round_trip() -> None:
     data = MultiTxn.encode(MultiTxn([SubTxn(1, b"ab"), SubTxn(-1, None)]))
     assert MultiTxn.decode(data, 0)[0] == MultiTxn([SubTxn(1, b"ab"), SubTxn(-1, None)])
+
+
+def test_fixed_struct_packs_an_all_fixed_record_as_its_codec_does() -> None:
+    header = TxnHeader(0x1234, 7, 0x100000002, 1_700_000_000_000, 5)
+    packer = fixed_struct(TxnHeader)
+    assert packer.pack(0x1234, 7, 0x100000002, 1_700_000_000_000, 5) == header.encode()
+    assert packer.unpack_from(header.encode(), 0) == (0x1234, 7, 0x100000002, 1_700_000_000_000, 5)
+    with pytest.raises(TypeError):
+        fixed_struct(CreateTxn)  # a path, data and an ACL vector: not fixed-size

@@ -103,8 +103,7 @@ def wx() -> World:
 
 def test_create_txn_fixes_header_and_parent_cversion(w: World) -> None:
     txn = w.create("/a", data=b"v")
-    h = txn.header
-    assert (h.clientId, h.cxid, h.zxid, h.time, h.type) == (w.sid, 1, 1, NOW, OpCode.create)
+    assert (txn.clientId, txn.cxid, txn.zxid, txn.time, txn.type) == (w.sid, 1, 1, NOW, OpCode.create)
     assert txn.body == CreateTxn("/a", b"v", tuple(OPEN), False, 1)
     txn = w.create("/b", t=OpCode.create2)
     assert txn.type == OpCode.create2 and txn.body.parentCVersion == 2
@@ -346,7 +345,7 @@ def test_create_session(w: World) -> None:
     sid = w.sessions.new_session_id()
     txn = w.make(OpCode.createSession, CreateSessionTxn(20000), sid=sid)
     assert txn.type == OpCode.createSession and txn.body == CreateSessionTxn(20000)
-    assert txn.header.clientId == sid
+    assert txn.clientId == sid
 
 
 def test_expired_or_unknown_session_is_sessionexpired(w: World) -> None:
@@ -354,7 +353,7 @@ def test_expired_or_unknown_session_is_sessionexpired(w: World) -> None:
     w.sessions.set_closing(w.sid)
     txn = w.create("/a")
     assert err(txn) == Code.SESSIONEXPIRED
-    assert (txn.zxid, txn.header.cxid, txn.header.clientId) == (2, 2, w.sid)
+    assert (txn.zxid, txn.cxid, txn.clientId) == (2, 2, w.sid)
 
 
 def test_close_session_lists_applied_and_pending_ephemerals(w: World) -> None:
@@ -399,7 +398,7 @@ def test_delete_container_from_the_server(w: World) -> None:
     w.do(OpCode.delete, DeleteRequest("/c/x", -1), auth=[ALICE])
     txn, r = w.do(OpCode.deleteContainer, DeleteTxn("/c"), sid=0)
     assert txn.type == OpCode.deleteContainer and txn.body == DeleteTxn("/c") and r.err == 0
-    assert txn.header.clientId == 0
+    assert txn.clientId == 0
 
 
 def test_delete_container_from_a_client(w: World) -> None:
@@ -430,7 +429,7 @@ def test_multi_success(w: World) -> None:
         (OpCode.setData, SetDataRequest("/m", b"x", 0)),
         (OpCode.delete, DeleteRequest("/a", -1)),
     ))
-    assert txn.type == OpCode.multi and txn.header.time == NOW
+    assert txn.type == OpCode.multi and txn.time == NOW
     assert [t for t, _ in txn.body] == [1, 15, 13, 5, 2]
     assert txn.body[1][1].path == "/m/c0000000000"
     assert txn.body[2][1] == CheckVersionTxn("/a", 1)  # the current version + 1

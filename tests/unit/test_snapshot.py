@@ -10,7 +10,7 @@ import pytest
 
 from core.acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from core.opcodes import CONTAINER_EPHEMERAL_OWNER, OpCode
-from core.records import ACL, CreateTTLTxn, CreateTxn, Id, SetACLTxn, TxnHeader
+from core.records import ACL, CreateTTLTxn, CreateTxn, Id, SetACLTxn
 from core.snapshot import deserialize, deserialize_stream, serialize, serialize_stream
 from core.tree import DataTree
 from core.txn import Txn
@@ -94,14 +94,10 @@ def test_reserialized_java_snapshot_has_the_same_content(sample: bytes) -> None:
 
 def test_fresh_tree_round_trip() -> None:
     tree = DataTree()
-    h = TxnHeader(5, 1, 0x100000001, 1234, OpCode.create)
-    tree.apply(Txn(h, CreateTxn("/a", b"x" * 70000, OPEN, False, 1)))
-    h = TxnHeader(5, 2, 0x100000002, 1235, OpCode.create)
-    tree.apply(Txn(h, CreateTxn("/a/e", b"", [ACL(1, Id("ip", "10.0.0.1"))], True, 1)))
-    h = TxnHeader(5, 3, 0x100000003, 1236, OpCode.createTTL)
-    tree.apply(Txn(h, CreateTTLTxn("/\u00e9t\u00e9", b"", OPEN, 2, 60000)))
-    h = TxnHeader(5, 4, 0x100000004, 1237, OpCode.setACL)
-    tree.apply(Txn(h, SetACLTxn("/zookeeper/quota", [ACL(1, Id("ip", "10.0.0.1"))], 0)))
+    tree.apply(Txn(5, 1, 0x100000001, 1234, OpCode.create, CreateTxn("/a", b"x" * 70000, OPEN, False, 1)))
+    tree.apply(Txn(5, 2, 0x100000002, 1235, OpCode.create, CreateTxn("/a/e", b"", [ACL(1, Id("ip", "10.0.0.1"))], True, 1)))
+    tree.apply(Txn(5, 3, 0x100000003, 1236, OpCode.createTTL, CreateTTLTxn("/\u00e9t\u00e9", b"", OPEN, 2, 60000)))
+    tree.apply(Txn(5, 4, 0x100000004, 1237, OpCode.setACL, SetACLTxn("/zookeeper/quota", [ACL(1, Id("ip", "10.0.0.1"))], 0)))
     chunks = list(serialize(tree, {5: 30000, 6: 4000}, tree.last_zxid))
     assert len(chunks) > 2
     data = b"".join(chunks)

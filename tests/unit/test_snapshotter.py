@@ -7,7 +7,7 @@ import os
 import pytest
 
 from core.opcodes import OpCode
-from core.records import ACL, CreateTxn, Id, SetDataTxn, TxnHeader
+from core.records import ACL, CreateTxn, Id, SetDataTxn
 from core.snapshot import deserialize, serialize
 from core.snapshotter import read_child, serialize_in_child
 from core.tree import DataTree
@@ -22,7 +22,7 @@ OPEN = [ACL(31, Id("world", "anyone"))]
 def tree_of(n: int) -> DataTree:
     tree = DataTree()
     for i in range(n):
-        tree.apply(Txn(TxnHeader(1, i, i + 1, 1000 + i, OpCode.create),
+        tree.apply(Txn(1, i, i + 1, 1000 + i, OpCode.create,
                        CreateTxn(f"/n{i:05d}", b"v" * (i % 200), OPEN, False, -1)))
     return tree
 
@@ -43,7 +43,7 @@ def test_the_child_sees_the_tree_as_it_was_at_the_fork() -> None:
     zxid = tree.last_zxid
     expected = b"".join(serialize(tree, {}, zxid))
     pid, read_end = serialize_in_child(tree, {}, zxid)
-    tree.apply(Txn(TxnHeader(1, 99, zxid + 1, 5000, OpCode.setData), SetDataTxn("/n00001", b"changed", 1)))
+    tree.apply(Txn(1, 99, zxid + 1, 5000, OpCode.setData, SetDataTxn("/n00001", b"changed", 1)))
     assert b"".join(read_child(pid, read_end)) == expected
 
 

@@ -11,7 +11,7 @@ from core.errors import Code
 from core.opcodes import CONTAINER_EPHEMERAL_OWNER, EventType, OpCode, ttl_owner
 from core.records import (
     ACL, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateSessionTxn, CreateTTLTxn,
-    CreateTxn, DeleteTxn, ErrorTxn, GetChildrenResponse, Id, SetACLTxn, SetDataTxn, TxnHeader,
+    CreateTxn, DeleteTxn, ErrorTxn, GetChildrenResponse, Id, SetACLTxn, SetDataTxn,
 )
 from core.tree import DataTree, Node, node_digest
 from core.txn import Txn, decode_txn, encode_txn
@@ -32,7 +32,7 @@ class Recorder:
 
 
 def txn(t: int, body: Any, zxid: int, client: int = SESSION, time: int | None = None) -> Txn:
-    return Txn(TxnHeader(client, zxid, zxid, 1000 + zxid if time is None else time, t), body)
+    return Txn(client, zxid, zxid, 1000 + zxid if time is None else time, t, body)
 
 
 def create(path: str, zxid: int, cversion: int, data: bytes = b"d", ephemeral: bool = False,

@@ -20,7 +20,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from core.config import parse
 from core.opcodes import OpCode
-from core.records import CreateSessionTxn, TxnHeader
+from core.records import CreateSessionTxn
 from core.server import ZKServer
 from core.storage_thread import StorageThread
 from core.txn import Txn, decode_txn, encode_txn
@@ -148,7 +148,7 @@ def ackepoch(last_zxid: int, epoch: int) -> bytes:
 
 def session_txn(zxid: int, session: int = 0x100000000000001) -> tuple[int, bytes]:
     """A createSession txn to stand for any logged txn."""
-    txn = Txn(TxnHeader(session, 0, zxid, 1_700_000_000_000, OpCode.createSession), CreateSessionTxn(30000))
+    txn = Txn(session, 0, zxid, 1_700_000_000_000, OpCode.createSession, CreateSessionTxn(30000))
     return zxid, encode_txn(txn)
 
 
@@ -326,7 +326,7 @@ def test_established_leader_syncs_from_its_new_epoch_zxid(tmp_path: Path) -> Non
 
 def _normal(data: bytes) -> bytes:
     txn = decode_txn(data)
-    txn.header.time = 0
+    txn.time = 0
     txn.digest = None
     return encode_txn(txn)
 
@@ -416,7 +416,7 @@ def test_observer_gets_inform_and_does_not_count(tmp_path: Path) -> None:
     f.send(PacketType.ACK, 0x100000001)
     inform = packets(o.take())
     assert [(p.type, p.zxid) for p in inform] == [(PacketType.INFORM, 0x100000001)]
-    assert decode_txn(inform[0].data).header.type == OpCode.createSession
+    assert decode_txn(inform[0].data).type == OpCode.createSession
 
 
 # -- liveness ---------------------------------------------------------------------------------
@@ -470,8 +470,8 @@ def test_session_touches_from_pings_keep_sessions_and_silence_expires_them(tmp_p
         m.reactor.advance(TICK / 2000.0)
         f.send(PacketType.PING, 0x100000001, b"")
     props = [p for p in packets(f.take()) if p.type == PacketType.PROPOSAL]
-    assert [decode_txn(p.data).header.type for p in props] == [OpCode.closeSession]
-    assert decode_txn(props[0].data).header.clientId == sid
+    assert [decode_txn(p.data).type for p in props] == [OpCode.closeSession]
+    assert decode_txn(props[0].data).clientId == sid
 
 
 @pytest.mark.parametrize("name", ["learner-handshake-follower-to-leader.hex", "java-follower-to-python-leader.hex"])

@@ -188,8 +188,8 @@ def test_pings_are_answered_with_touches_of_our_clients(tmp_path: Path) -> None:
     assert req.data[8:] == java_req.data[8:]  # cxid 0, type -10, timeout 10000
     assert sid >> 56 == 1  # minted by member 1
     # the leader proposes and commits the session
-    from tests.unit.test_zab_leader import Txn, TxnHeader, CreateSessionTxn, encode_txn
-    txn = Txn(TxnHeader(sid, 0, 0x100000001, 1, OpCode.createSession), CreateSessionTxn(10000))
+    from tests.unit.test_zab_leader import Txn, CreateSessionTxn, encode_txn
+    txn = Txn(sid, 0, 0x100000001, 1, OpCode.createSession, CreateSessionTxn(10000))
     link.send(PacketType.PROPOSAL, 0x100000001, encode_txn(txn))
     link.send(PacketType.COMMIT, 0x100000001)
     resp = ConnectResponse.decode(c.frames()[0], 0)[0]
@@ -212,8 +212,8 @@ def test_sync_completes_after_the_leaders_sync(tmp_path: Path) -> None:
     c.connect()
     req = packets(link.take())[0]
     sid = struct.unpack(">q", req.data[:8])[0]
-    from tests.unit.test_zab_leader import Txn, TxnHeader, CreateSessionTxn, encode_txn
-    link.send(PacketType.PROPOSAL, 0x100000001, encode_txn(Txn(TxnHeader(sid, 0, 0x100000001, 1, -10), CreateSessionTxn(10000))))
+    from tests.unit.test_zab_leader import Txn, CreateSessionTxn, encode_txn
+    link.send(PacketType.PROPOSAL, 0x100000001, encode_txn(Txn(sid, 0, 0x100000001, 1, -10, CreateSessionTxn(10000))))
     link.send(PacketType.COMMIT, 0x100000001)
     c.frames()
     link.take()
@@ -263,8 +263,8 @@ def test_proposals_during_sync_are_held_until_newleader(tmp_path: Path) -> None:
     link.take()
     link.send(PacketType.LEADERINFO, 1 << 32, struct.pack(">i", 0x10000))
     link.send(PacketType.DIFF, 0)
-    from tests.unit.test_zab_leader import Txn, TxnHeader, CreateSessionTxn, encode_txn
-    payload = encode_txn(Txn(TxnHeader(7, 0, 0x100000001, 1, -10), CreateSessionTxn(10000)))
+    from tests.unit.test_zab_leader import Txn, CreateSessionTxn, encode_txn
+    payload = encode_txn(Txn(7, 0, 0x100000001, 1, -10, CreateSessionTxn(10000)))
     link.send(PacketType.PROPOSAL, 0x100000001, payload)  # outstanding at the leader
     assert [p.type for p in packets(link.take())] == [PacketType.ACKEPOCH]
     assert m.server.store.last_zxid() == 0
@@ -288,8 +288,8 @@ def test_observer_registers_and_applies_informs(tmp_path: Path) -> None:
     link.send(PacketType.NEWLEADER, 1 << 32, b"version=0")
     link.send(PacketType.UPTODATE, -1)
     assert m.zab.role == "observer"
-    from tests.unit.test_zab_leader import Txn, TxnHeader, CreateSessionTxn, encode_txn
-    payload = encode_txn(Txn(TxnHeader(7, 0, 0x100000001, 1, -10), CreateSessionTxn(10000)))
+    from tests.unit.test_zab_leader import Txn, CreateSessionTxn, encode_txn
+    payload = encode_txn(Txn(7, 0, 0x100000001, 1, -10, CreateSessionTxn(10000)))
     link.take()
     link.send(PacketType.INFORM, 0x100000001, payload)
     assert 7 in m.server.sessions.sessions and link.take() == b""  # no ACK from an observer

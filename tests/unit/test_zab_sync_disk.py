@@ -21,9 +21,9 @@ pytestmark = pytest.mark.timeout(30)
 def _big_create(zxid: int) -> tuple[int, bytes]:
     """A create of /big with 20 KB of data: the snapshot is large beside the later txns."""
     from core.opcodes import OpCode
-    from core.records import ACL, CreateTxn, Id, TxnHeader
+    from core.records import ACL, CreateTxn, Id
     from core.txn import Txn, encode_txn
-    txn = Txn(TxnHeader(0x100000000000001, 1, zxid, 1_700_000_000_000, OpCode.create),
+    txn = Txn(0x100000000000001, 1, zxid, 1_700_000_000_000, OpCode.create,
               CreateTxn("/big", b"x" * 20000, [ACL(31, Id("world", "anyone"))], False, 1))
     return zxid, encode_txn(txn)
 
