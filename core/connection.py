@@ -256,12 +256,12 @@ class ServerConnection(Protocol):
             self.send(read(*args))
             self.replied_now += 1
 
-    def complete(self, slot: OwedWrite, reply: bytes) -> None:
-        """Fill a write's slot; if it is the oldest owed, write it and every complete slot
+    def complete(self, write: OwedWrite, reply: bytes) -> None:
+        """Fill a write's reply; if it is the oldest owed, send it and every complete reply
         behind it, running the reads queued behind it, up to the next write still waiting."""
-        slot.reply = reply
+        write.reply = reply
         pending = self.pending
-        if not pending or pending[0] is not slot:
+        if not pending or pending[0] is not write:
             return  # replies owed before it go first
         out = self.out
         later = self.replied_later

@@ -419,16 +419,16 @@ class ZKServer:
         if txn.type in _SESSION_TXNS:
             self._session_committed(txn)
             return
-        slot = self.waiting.pop((txn.clientId, txn.cxid), None)
-        if slot is not None:
-            op = slot.type
+        write = self.waiting.pop((txn.clientId, txn.cxid), None)
+        if write is not None:
+            op = write.type
             if result.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
                 reply = reply_frame(txn.cxid, txn.zxid, result.err)
             elif op == _MULTI:
                 reply = reply_frame(txn.cxid, txn.zxid, 0, _multi_body(result.multi or []))
             else:
                 reply = reply_frame(txn.cxid, txn.zxid, 0, _response_body(op, result))
-            slot.conn.complete(slot, reply)
+            write.conn.complete(write, reply)
 
     def _session_committed(self, txn: Txn) -> None:
         """A createSession binds the connection waiting for it; a closeSession answers its
@@ -439,10 +439,10 @@ class ZKServer:
             if conn is not None and not conn.closing:
                 self._bind(conn, txn.clientId, conn.timeout)
             return
-        slot = self.waiting.pop((txn.clientId, txn.cxid), None)
+        write = self.waiting.pop((txn.clientId, txn.cxid), None)
         conn = self.connections.pop(txn.clientId, None)
-        if slot is not None:
-            slot.conn.complete(slot, reply_frame(txn.cxid, txn.zxid, 0))
+        if write is not None:
+            write.conn.complete(write, reply_frame(txn.cxid, txn.zxid, 0))
         if conn is not None:
             conn.close()
         log.info("Processed session termination for sessionid: 0x{sid:x}", sid=txn.clientId & (2**64 - 1))
@@ -455,10 +455,10 @@ class ZKServer:
 
     def synced(self, request: Request) -> None:
         """CommitSink: a sync is complete."""
-        slot = self.waiting.pop((request.session_id, request.cxid), None)
-        if slot is not None:
+        write = self.waiting.pop((request.session_id, request.cxid), None)
+        if write is not None:
             body = PathRequest.encode(request.record)
-            slot.conn.complete(slot, reply_frame(request.cxid, self.tree.last_zxid, 0, body))
+            write.conn.complete(write, reply_frame(request.cxid, self.tree.last_zxid, 0, body))
 
     def stop_serving(self) -> None:
         """The consensus can no longer make writes durable: answer every write still waiting
@@ -466,8 +466,8 @@ class ZKServer:
         after the replies owed before it, then close every client connection. New ones are
         refused while ``consensus.is_serving()`` is false; four-letter words still answer."""
         waiting, self.waiting = self.waiting, {}
-        for (_, xid), slot in waiting.items():
-            slot.conn.complete(slot, reply_frame(xid, self.tree.last_zxid, Code.SYSTEMERROR))
+        for (_, xid), write in waiting.items():
+            write.conn.complete(write, reply_frame(xid, self.tree.last_zxid, Code.SYSTEMERROR))
         self.handshakes.clear()
         self.flush()
         for conn in list(self.all_connections):
