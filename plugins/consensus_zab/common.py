@@ -74,7 +74,7 @@ def read_packet(buf: bytes | bytearray, off: int) -> tuple[QuorumPacket, int] | 
     data = bytes(buf[start:pos]) if size >= 0 else None
     if _INT.unpack_from(buf, pos)[0] == -1:
         return QuorumPacket(ptype, zxid, data, None), pos + 4
-    end = packet_end(buf, off)  # validates the authinfo's lengths
+    end = _authinfo_end(buf, pos)  # validates the authinfo's lengths
     if end is None:
         return None
     return QuorumPacket(ptype, zxid, data, list(_authinfo(bytes(buf[pos:end])))), end
@@ -104,7 +104,13 @@ def packet_end(buf: bytes | bytearray, off: int) -> int | None:
     _, _, size = _HEAD.unpack_from(buf, off)
     if size < -1 or size > MAX_PACKET_DATA:
         raise JuteError(f"quorum packet data length {size}")
-    pos = off + _HEAD.size + max(size, 0)
+    return _authinfo_end(buf, off + _HEAD.size + max(size, 0))
+
+
+def _authinfo_end(buf: bytes | bytearray, pos: int) -> int | None:
+    """Where the authinfo vector at `pos` (the end of a packet) ends, or None while bytes are
+    missing. Raises JuteError on lengths no packet has."""
+    n = len(buf)
     if n - pos < 4:
         return None
     (count,) = _INT.unpack_from(buf, pos)
@@ -263,10 +269,14 @@ class QuorumStream(Protocol):
     def send(self, ptype: int, zxid: int, data: bytes | None = None, authinfo: Sequence[Id] | None = None) -> None:
         """Queue one packet; the packets of a reactor turn (a burst's PROPOSALs, COMMITs or
         ACKs) leave together in one socket write when the turn's work is done."""
+        self.send_packet(packet(ptype, zxid, data, authinfo))
+
+    def send_packet(self, data: bytes) -> None:
+        """Queue a packet already made (`packet`), as `send` does."""
         if not self.closed and self.transport is not None:
             if not self.out:
                 self.reactor.callLater(0, self.flush)
-            self.out.append(packet(ptype, zxid, data, authinfo))
+            self.out.append(data)
 
     def flush(self) -> None:
         """Write the queued packets now."""

@@ -47,6 +47,7 @@ from core.snapshot import serialize_stream
 from core.txn import Txn, encode_txn
 from plugins.consensus_zab.common import (
     COUNTER_MASK, SNAP_SIGNATURE, QuorumStream, config_text, epoch_of, has_quorum, is_new_epoch_zxid,
+    packet,
 )
 from plugins.consensus_zab.packets import (
     LEARNER_PROTOCOL_VERSION, LearnerInfo, PacketType, QuorumPacket,
@@ -60,6 +61,7 @@ _SESSION_TOUCH = struct.Struct(">qi")
 _REVALIDATE_ANSWER = struct.Struct(">q?")
 # compared with or sent per txn, bound once (see core.opcodes)
 _SYNC, _PROPOSAL, _ACK, _COMMIT = OpCode.sync, PacketType.PROPOSAL, PacketType.ACK, PacketType.COMMIT
+_REQUEST = PacketType.REQUEST
 _SNAP_END = INT.pack(len(SNAP_SIGNATURE)) + SNAP_SIGNATURE.encode()
 
 DIFF, TRUNC, SNAP = PacketType.DIFF, PacketType.TRUNC, PacketType.SNAP
@@ -155,6 +157,10 @@ def _walk(peer_last: int, committed: Sequence[tuple[int, bytes]], max_log: int) 
 
 @dataclass
 class Proposal:
+    """A txn proposed and not yet committed. `acks` holds the voters that logged it (ACKs of
+    observers and non-voters are not added; the leader is a voter), `durable` whether this
+    member has logged it."""
+
     txn: Txn
     payload: bytes
     acks: set[int] = field(default_factory=set)
@@ -406,7 +412,7 @@ class Leader:
             now = self.server.now_ms()
             for zxid, p in self.outstanding.items():
                 if zxid > plan.last_seen:
-                    h.proposal_sent(zxid, p.payload, now)
+                    h.proposal_sent(zxid, packet(_PROPOSAL, zxid, p.payload), now)
         h.forwarding = True
         h.state = "newleader"
         h.send(PacketType.NEWLEADER, self.epoch << 32, self.config_bytes)
@@ -479,9 +485,10 @@ class Leader:
         self.proposal_sizes = (size, size if smallest < 0 else min(smallest, size), max(largest, size))
         self.outstanding[zxid] = Proposal(txn, payload)
         now = self.server.now_ms()
+        proposal = packet(_PROPOSAL, zxid, payload)  # the same bytes for every follower
         for h in self.handlers:
             if h.forwarding and not h.observer:
-                h.proposal_sent(zxid, payload, now)
+                h.proposal_sent(zxid, proposal, now)
         self.zab.log.append(zxid, payload, self._durable)
 
     def flush_quorum(self) -> None:
@@ -494,7 +501,8 @@ class Leader:
         if p is not None and not self.stopped:
             p.durable = True
             p.acks.add(self.sid)
-            self.try_commit()
+            if self._committable(p):
+                self.try_commit()
 
     def ack(self, h: LearnerHandler, zxid: int) -> None:
         """Leader.processAck: ACKs of new-epoch zxids or of committed txns are ignored."""
@@ -504,7 +512,12 @@ class Leader:
         p = self.outstanding.get(zxid)
         if p is not None:
             p.acks.add(h.sid)
-            self.try_commit()
+            if self._committable(p):
+                self.try_commit()
+
+    def _committable(self, p: Proposal) -> bool:
+        """Durable here and logged by a quorum of voters (its acks hold voters only)."""
+        return p.durable and len(p.acks) * 2 > len(self.voting)
 
     def try_commit(self) -> None:
         """Commit, in zxid order, every head proposal that is durable here and quorum-acked."""
@@ -513,16 +526,17 @@ class Leader:
         assert self.prep is not None
         while self.outstanding:
             zxid, p = next(iter(self.outstanding.items()))
-            if not p.durable or not has_quorum(p.acks, self.voting):
+            if not self._committable(p):
                 break
             del self.outstanding[zxid]
             self.last_committed = zxid
+            commit = packet(_COMMIT, zxid)  # the same bytes for every follower
             for h in self.handlers:
                 if h.forwarding:
                     if h.observer:
                         h.send(PacketType.INFORM, zxid, p.payload)
                     else:
-                        h.send(_COMMIT, zxid)
+                        h.send_packet(commit)
             server.commit(p.txn)
             self.zab.committed.add(zxid, p.payload)
             committed = True
@@ -672,8 +686,9 @@ class LearnerHandler(QuorumStream):
         self.state = "ackepoch"
         self.send(PacketType.LEADERINFO, epoch << 32, INT.pack(LEARNER_PROTOCOL_VERSION))
 
-    def proposal_sent(self, zxid: int, payload: bytes, now_ms: int) -> None:
-        self.send(_PROPOSAL, zxid, payload)
+    def proposal_sent(self, zxid: int, proposal: bytes, now_ms: int) -> None:
+        """Send the PROPOSAL packet of `zxid` and wait for its ACK."""
+        self.send_packet(proposal)
         self.unacked.append((zxid, now_ms))
 
     def acked(self, zxid: int) -> None:
@@ -703,7 +718,19 @@ class LearnerHandler(QuorumStream):
             return None
         t = pkt.type
         state = self.state
-        if state == "info":
+        if state == "serving" or state == "acked":  # the steady state, tested first
+            if t == _ACK:
+                if not self.observer:
+                    leader.ack(self, pkt.zxid)
+            elif t == _REQUEST:
+                leader.learner_request(self, pkt.data or b"", pkt.authinfo)
+            elif t == PacketType.PING:
+                leader.touches(pkt.data)
+            elif t == PacketType.REVALIDATE:
+                leader.learner_revalidate(self, pkt.data or b"")
+            else:
+                log.debug("ignoring packet type {t} from sid {sid}", t=t, sid=self.sid)
+        elif state == "info":
             self._learner_info(pkt)
         elif state == "ackepoch":
             if t != PacketType.ACKEPOCH:
@@ -718,18 +745,6 @@ class LearnerHandler(QuorumStream):
                 self.refuse(f"expected the NEWLEADER ACK, got packet type {t}")
                 return None
             leader.newleader_ack(self, pkt.zxid)
-        elif state in ("acked", "serving"):
-            if t == _ACK:
-                if not self.observer:
-                    leader.ack(self, pkt.zxid)
-            elif t == PacketType.PING:
-                leader.touches(pkt.data)
-            elif t == PacketType.REQUEST:
-                leader.learner_request(self, pkt.data or b"", pkt.authinfo)
-            elif t == PacketType.REVALIDATE:
-                leader.learner_revalidate(self, pkt.data or b"")
-            else:
-                log.debug("ignoring packet type {t} from sid {sid}", t=t, sid=self.sid)
         return None
 
     def _learner_info(self, pkt: QuorumPacket) -> None:
