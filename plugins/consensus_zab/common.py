@@ -37,6 +37,7 @@ _INT = struct.Struct(">i")
 _HEAD = struct.Struct(">iqi")  # type, zxid, data length
 _NULL_VECTOR = _INT.pack(-1)
 _AUTHINFO: dict[bytes, tuple[Id, ...]] = {}
+_AUTHINFO_BYTES: dict[int, tuple[Sequence[Id], bytes]] = {}  # id(a tuple of ids) -> it, its bytes
 _AUTHINFO_CACHE = 1024
 
 
@@ -53,8 +54,23 @@ def packet(ptype: int, zxid: int, data: bytes | None = None, authinfo: Sequence[
     """One QuorumPacket's bytes, packed directly: type, zxid, data, then the authinfo vector
     (null but in a learner's REQUEST)."""
     head = _HEAD.pack(ptype, zxid, -1 if data is None else len(data))
-    auth = _NULL_VECTOR if authinfo is None else _INT.pack(len(authinfo)) + b"".join(map(Id.encode, authinfo))
+    auth = _NULL_VECTOR if authinfo is None else _authinfo_bytes(authinfo)
     return head + auth if data is None else head + data + auth
+
+
+def _authinfo_bytes(authinfo: Sequence[Id]) -> bytes:
+    """The authinfo vector's bytes. A connection's ids are one tuple, replaced and never
+    changed, sent with each of its forwarded writes: a tuple is encoded once (held here, so its
+    id names it while remembered; at most _AUTHINFO_CACHE of them)."""
+    hit = _AUTHINFO_BYTES.get(id(authinfo))
+    if hit is not None and hit[0] is authinfo:
+        return hit[1]
+    raw = _INT.pack(len(authinfo)) + b"".join(map(Id.encode, authinfo))
+    if type(authinfo) is tuple:
+        if len(_AUTHINFO_BYTES) >= _AUTHINFO_CACHE:
+            _AUTHINFO_BYTES.clear()
+        _AUTHINFO_BYTES[id(authinfo)] = (authinfo, raw)
+    return raw
 
 
 def read_packet(buf: bytes | bytearray, off: int) -> tuple[QuorumPacket, int] | None:

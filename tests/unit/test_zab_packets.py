@@ -83,6 +83,20 @@ def test_read_packet_with_authinfo_and_bad_lengths() -> None:
         read_packet(struct.pack(">iqi", 3, 1, -2) + b"\xff" * 4, 0)
 
 
+def test_authinfo_from_a_remembered_tuple_or_a_changing_list_encodes_as_the_codec_does() -> None:
+    ids = (Id("ip", "127.0.0.1"), Id("digest", "u:x"))
+    first = packet(PacketType.REQUEST, -1, b"body", ids)
+    assert first == QuorumPacket(PacketType.REQUEST, -1, b"body", list(ids)).encode()
+    assert packet(PacketType.REQUEST, -1, b"other", ids) == QuorumPacket(
+        PacketType.REQUEST, -1, b"other", list(ids)).encode()
+    # a list may change between packets: never taken from the cache
+    ids_list = [Id("ip", "10.0.0.1")]
+    before = packet(PacketType.REQUEST, -1, b"", ids_list)
+    ids_list.append(Id("digest", "v:y"))
+    assert packet(PacketType.REQUEST, -1, b"", ids_list) == QuorumPacket(
+        PacketType.REQUEST, -1, b"", ids_list).encode() != before
+
+
 def test_diff_handshake_sequence() -> None:
     kinds = [p.type for p in packets(read_hex("learner-handshake-leader-to-follower-diff.hex"))]
     assert kinds[:2] == [PacketType.LEADERINFO, PacketType.DIFF]
