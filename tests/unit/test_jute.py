@@ -59,6 +59,18 @@ def test_acl_lists_are_interned_by_their_bytes() -> None:
     assert CreateTxn("/a", b"x", first.acl, False, 1).encode() == CreateTxn("/a", b"x", acl, False, 1).encode()
 
 
+def test_the_last_interned_vector_is_matched_by_its_bytes_and_no_other() -> None:
+    one = [ACL(31, Id("world", "anyone"))]
+    two = [ACL(31, Id("world", "anyone")), ACL(1, Id("ip", "10.0.0.1"))]
+    decoded = [CreateRequest.decode(CreateRequest(f"/{i}", b"v", acl, 0).encode(), 0)[0]
+               for i, acl in enumerate([one, one, two, two, one, [], one])]
+    assert [r.acl for r in decoded] == [tuple(one), tuple(one), tuple(two), tuple(two), tuple(one), (), tuple(one)]
+    assert decoded[0].acl is decoded[1].acl is decoded[4].acl is decoded[6].acl
+    assert decoded[2].acl is decoded[3].acl
+    assert [r.path for r in decoded] == [f"/{i}" for i in range(7)] and {r.data for r in decoded} == {b"v"}
+    assert CreateRequest.decode(CreateRequest("/n", b"", None, 0).encode(), 0)[0].acl is None
+
+
 def test_an_interned_vector_with_a_bad_length_inside_is_refused() -> None:
     good = CreateRequest("/a", b"", [ACL(31, Id("world", "anyone"))], 0).encode()
     at = good.index(b"\x00\x00\x00\x05world")
