@@ -208,8 +208,9 @@ class _Gen:
         ]
 
     def decode_interned(self, elem: Any, table: VectorTable, local: str, indent: str) -> list[str]:
-        """An interned vector: skip over its elements to find its bytes, look them up, and
-        decode the elements only for bytes not seen before."""
+        """An interned vector: the table's last vector when the bytes begin with its own;
+        else skip over the elements to find the vector's bytes, look them up, and decode the
+        elements only for bytes not seen before."""
         t = self.name(table, "T")
         count, start, raw, elems, el = (f"{local}_{x}" for x in ("count", "start", "raw", "elems", "e"))
         return [

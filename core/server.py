@@ -339,11 +339,8 @@ class ZKServer:
             record = decode_record(read[0], frame, 8)
             if record is None:
                 self._marshalling_error(conn, xid)
-            elif conn.pending:  # behind this session's writes: runs when they are done
-                conn.pending.append((conn.received_at, self._run, (conn, xid, read[1], record)))
             else:
-                conn.send(self._run(conn, xid, read[1], record))
-                conn.replied_now += 1
+                conn.reply_now_or_queue(self._run, conn, xid, read[1], record)
         elif op == OpCode.ping:
             conn.reply_now_or_queue(self._empty_reply, xid, 0)
         elif op == OpCode.multi:
