@@ -18,6 +18,10 @@ what hand-written code costs. Malformed input raises ``JuteError``.
 A vector field declared ``Annotated[Sequence[T] | None, table]`` with a `VectorTable` is interned
 by its bytes: the few distinct ACL lists that every create carries are decoded once, and
 encoded from the bytes they came as.
+
+With the C accelerator built (core.native), a record of fixed fields, buffers, ustrings, nested
+such records and interned vectors gets a C codec from the same declarations, which hands what
+it does not handle alike to the generated Python codec (the record's `py_codec`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import types
 import typing
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Self, TypeVar, dataclass_transform
+
+from core import native
 
 Int = Annotated[int, "i"]
 Long = Annotated[int, "q"]
@@ -76,6 +82,8 @@ class Record:
 
     __slots__ = ()
     _jute_fields: ClassVar[list[tuple[str, Any]]]
+    py_codec: ClassVar[PyCodec]
+    native_codec: ClassVar[Any]  # core._native.Codec, or None
 
     def encode(self) -> bytes:
         """This record's jute bytes."""
@@ -363,7 +371,46 @@ def record(cls: type[R]) -> type[R]:
     ])
     ns: dict[str, Any] = {}
     exec(compile(src, f"<jute {dc.__name__}>", "exec"), gen.env, ns)
-    dc.decode = staticmethod(ns["decode"])
-    dc.encode = ns["encode"]
-    dc.encode_into = ns["encode_into"]
+    dc.py_codec = PyCodec(ns["decode"], ns["encode"], ns["encode_into"])
+    c = dc.native_codec = _native_codec(dc, fields, dc.py_codec)
+    methods = dc.py_codec if c is None else PyCodec(c.decode, native.method(c.encode), native.method(c.encode_into))
+    dc.decode = staticmethod(methods.decode)
+    dc.encode = methods.encode
+    dc.encode_into = methods.encode_into
     return typing.cast(type[R], dc)
+
+
+class PyCodec(typing.NamedTuple):
+    """A record's codec functions. Its `py_codec`, the generated Python ones: what the record's
+    methods are without the C accelerator, and what the accelerator hands what it leaves to
+    Python."""
+
+    decode: Any
+    encode: Any
+    encode_into: Any
+
+
+_NATIVE_KINDS = {"buffer": "b", "ustring": "s"}
+
+
+def _native_codec(cls: Any, fields: list[tuple[str, Any]], py: PyCodec) -> Any:
+    """The C codec of a record (core.native), or None: without the accelerator, or for a
+    record with a plain vector, or one whose construction does more than assign its fields."""
+    if native.MODULE is None or hasattr(cls, "__post_init__"):
+        return None
+    spec = []
+    for fname, hint in fields:
+        kind, arg = _jute_kind(hint)
+        if kind == "fixed":
+            spec.append((arg, fname, None))
+        elif kind == "record":
+            if arg.native_codec is None:
+                return None
+            spec.append(("r", fname, arg.native_codec))
+        elif kind == "interned":
+            spec.append(("I", fname, arg[1]))
+        elif kind in _NATIVE_KINDS:
+            spec.append((_NATIVE_KINDS[kind], fname, None))
+        else:
+            return None
+    return native.MODULE.Codec(cls, JuteError, tuple(spec), py.decode, py.encode, py.encode_into)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from core import native
 from core.acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from core.errors import Code
 from core.opcodes import CONTAINER_EPHEMERAL_OWNER, TTL_MASK, EventType, OpCode, ttl_owner
@@ -160,7 +161,7 @@ class Node:
         return reply
 
 
-def node_digest(path: str, node: Node) -> int:
+def py_node_digest(path: str, node: Node) -> int:
     """ZooKeeper's DigestCalculator: CRC32 of the path ("" for the root), continued over the
     data and the persisted stat; 0 for nodes under /zookeeper/."""
     if path.startswith("/zookeeper/"):
@@ -169,6 +170,15 @@ def node_digest(path: str, node: Node) -> int:
     return zlib.crc32(_DIGEST_STAT.pack(
         node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime, node.version, node.cversion,
         node.aversion, node.ephemeral_owner), zlib.crc32(node.data, crc))
+
+
+# With the C accelerator, a node's digest and Stat bytes are computed in C (core.native); the
+# Python functions stay for what it hands back to them, and for the tests.
+PY_STAT_BYTES = Node.stat_bytes
+_NODE_VIEW = None if native.MODULE is None else native.MODULE.NodeView(Node, py_node_digest, PY_STAT_BYTES)
+node_digest: Callable[[str, Node], int] = py_node_digest if _NODE_VIEW is None else _NODE_VIEW.digest
+if _NODE_VIEW is not None:
+    Node.stat_bytes = native.method(_NODE_VIEW.stat_bytes)  # type: ignore[method-assign]
 
 
 @dataclass(slots=True)

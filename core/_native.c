@@ -1,0 +1,801 @@
+/* The optional C accelerator of the per-request hot path (see core/native.py).
+ *
+ * Codec: a jute record's decode/encode/encode_into, driven by the same field declarations as
+ * the generated Python codec in core/jute.py, for records of fixed fields, buffers, ustrings,
+ * nested such records and interned ACL vectors. Decoding fills the slotted dataclass's slots
+ * directly (a record's __init__ only assigns them). Anything this code does not handle the
+ * same way as the Python codec in its fast path (an interned vector other than the table's
+ * last, a value out of range, a string with lone surrogates, a bytes-like that is not bytes)
+ * is handed to the Python codec, so errors and results stay the Python codec's.
+ *
+ * NodeView: ZooKeeper's node digest (CRC32 of path, data and persisted stat) and a node's
+ * client Stat bytes, from a core.tree.Node's slots; out-of-range values go to the Python
+ * functions, which raise what they raise.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+/* -- helpers ------------------------------------------------------------------------------ */
+
+/* The byte offset of slot `name` in instances of `type`, or -1 with an exception set. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, PyObject *name)
+{
+    PyObject *d = PyObject_GetAttr((PyObject *)type, name);
+    if (d == NULL)
+        return -1;
+    Py_ssize_t off = -1;
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY))
+            off = m->offset;
+    }
+    Py_DECREF(d);
+    if (off < 0)
+        PyErr_Format(PyExc_TypeError, "%U is not a writable slot of %s", name, type->tp_name);
+    return off;
+}
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static inline uint32_t
+be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline uint64_t
+be64(const unsigned char *p)
+{
+    return ((uint64_t)be32(p) << 32) | be32(p + 4);
+}
+
+static inline void
+put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static inline void
+put64(unsigned char *p, uint64_t v)
+{
+    put32(p, (uint32_t)(v >> 32));
+    put32(p + 4, (uint32_t)v);
+}
+
+/* A Python int as a signed value in [lo, hi]; 0 (no exception) when it is not one. */
+static int
+as_int64(PyObject *v, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!PyLong_Check(v))
+        return 0;
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (x < lo || x > hi)
+        return 0;
+    *out = x;
+    return 1;
+}
+
+/* A growable output buffer; `small` holds short records without an allocation. */
+typedef struct {
+    unsigned char *p;
+    Py_ssize_t len, cap;
+    unsigned char small[256];
+} Out;
+
+static void
+out_init(Out *o)
+{
+    o->p = o->small;
+    o->len = 0;
+    o->cap = sizeof(o->small);
+}
+
+static void
+out_free(Out *o)
+{
+    if (o->p != o->small)
+        PyMem_Free(o->p);
+}
+
+static unsigned char *
+out_reserve(Out *o, Py_ssize_t n)
+{
+    if (o->len + n > o->cap) {
+        Py_ssize_t cap = (o->len + n) * 2;
+        unsigned char *p = PyMem_Malloc(cap);
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memcpy(p, o->p, o->len);
+        out_free(o);
+        o->p = p;
+        o->cap = cap;
+    }
+    unsigned char *at = o->p + o->len;
+    o->len += n;
+    return at;
+}
+
+/* -- CRC32 (IEEE, as zlib.crc32 and java.util.zip.CRC32) ------------------------------------ */
+
+static uint32_t crc_table[256];
+
+static void
+crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+static uint32_t
+crc32_update(uint32_t crc, const unsigned char *p, Py_ssize_t n)
+{
+    crc = ~crc;
+    while (n--)
+        crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* -- Codec -------------------------------------------------------------------------------- */
+
+enum { F_INT = 'i', F_LONG = 'q', F_BOOL = '?', F_BUFFER = 'b', F_USTRING = 's', F_RECORD = 'r',
+       F_INTERNED = 'I' };
+
+typedef struct {
+    char kind;
+    Py_ssize_t offset;
+    PyObject *sub;  /* F_RECORD: the nested record's Codec; F_INTERNED: the VectorTable */
+} Field;
+
+typedef struct Codec {
+    PyObject_VAR_HEAD
+    PyTypeObject *cls;
+    PyObject *error;       /* JuteError */
+    PyObject *truncated;   /* "truncated <record>" */
+    PyObject *py_decode, *py_encode, *py_encode_into;  /* the Python codec */
+    Field fields[1];
+} Codec;
+
+static PyTypeObject CodecType;
+static PyObject *str_last, *str_bytes_of;
+
+/* Status of a decode step that did not produce a record. */
+enum { D_ERROR = -1, D_FALLBACK = -2 };
+
+/* Decode `c`'s record at *off in buf[0:size]: a new reference, or NULL with *status D_ERROR
+ * (an exception set) or D_FALLBACK (no exception: the Python codec must decode it). A
+ * truncation is reported as the outermost record's, `top`, as the Python codec does. */
+static PyObject *
+codec_decode_at(Codec *c, Codec *top, const unsigned char *buf, Py_ssize_t size, Py_ssize_t *off,
+                int *status)
+{
+    PyObject *obj = c->cls->tp_alloc(c->cls, 0);
+    if (obj == NULL) {
+        *status = D_ERROR;
+        return NULL;
+    }
+    Py_ssize_t at = *off;
+    for (Py_ssize_t i = 0; i < Py_SIZE(c); i++) {
+        Field *f = &c->fields[i];
+        PyObject *v;
+        switch (f->kind) {
+        case F_INT:
+            if (size - at < 4)
+                goto truncated;
+            v = PyLong_FromLong((int32_t)be32(buf + at));
+            at += 4;
+            break;
+        case F_LONG:
+            if (size - at < 8)
+                goto truncated;
+            v = PyLong_FromLongLong((int64_t)be64(buf + at));
+            at += 8;
+            break;
+        case F_BOOL:
+            if (size - at < 1)
+                goto truncated;
+            v = Py_NewRef(buf[at] ? Py_True : Py_False);
+            at += 1;
+            break;
+        case F_BUFFER:
+        case F_USTRING: {
+            if (size - at < 4)
+                goto truncated;
+            int32_t n = (int32_t)be32(buf + at);
+            at += 4;
+            if (n < 0) {
+                v = Py_NewRef(Py_None);
+                break;
+            }
+            if (n > size - at) {
+                PyErr_SetString(c->error, "field runs past the end");
+                goto error;
+            }
+            if (f->kind == F_BUFFER) {
+                v = PyBytes_FromStringAndSize((const char *)buf + at, n);
+            } else {
+                /* invalid UTF-8 decodes with replacement characters, as Java's String does */
+                v = PyUnicode_DecodeUTF8((const char *)buf + at, n, NULL);
+                if (v == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                    PyErr_Clear();
+                    v = PyUnicode_DecodeUTF8((const char *)buf + at, n, "replace");
+                }
+            }
+            at += n;
+            break;
+        }
+        case F_RECORD:
+            v = codec_decode_at((Codec *)f->sub, top, buf, size, &at, status);
+            if (v == NULL) {
+                Py_DECREF(obj);
+                return NULL;
+            }
+            break;
+        case F_INTERNED: {
+            PyObject *last = PyObject_GetAttr(f->sub, str_last);
+            if (last == NULL)
+                goto error;
+            PyObject *raw = PyTuple_Check(last) && PyTuple_GET_SIZE(last) == 2 ? PyTuple_GET_ITEM(last, 0) : NULL;
+            if (raw == NULL || !PyBytes_Check(raw) || PyBytes_GET_SIZE(raw) > size - at
+                    || memcmp(PyBytes_AS_STRING(raw), buf + at, PyBytes_GET_SIZE(raw)) != 0) {
+                Py_DECREF(last);
+                Py_DECREF(obj);
+                *status = D_FALLBACK;
+                return NULL;
+            }
+            at += PyBytes_GET_SIZE(raw);
+            v = Py_NewRef(PyTuple_GET_ITEM(last, 1));
+            Py_DECREF(last);
+            break;
+        }
+        default:
+            PyErr_SetString(PyExc_SystemError, "bad codec field");
+            goto error;
+        }
+        if (v == NULL)
+            goto error;
+        SLOT(obj, f->offset) = v;
+    }
+    *off = at;
+    return obj;
+truncated:
+    PyErr_SetObject(c->error, top->truncated);
+error:
+    Py_DECREF(obj);
+    *status = D_ERROR;
+    return NULL;
+}
+
+static PyObject *
+codec_decode(Codec *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "decode(buf, off=0)");
+        return NULL;
+    }
+    Py_ssize_t off = 0;
+    if (nargs == 2) {
+        off = PyLong_AsSsize_t(args[1]);
+        if (off == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    Py_buffer view;
+    if (off < 0 || PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(c->py_decode, args, nargs, NULL);
+    }
+    int status = 0;
+    Py_ssize_t at = off;
+    PyObject *obj = off <= view.len ? codec_decode_at(c, c, view.buf, view.len, &at, &status) : NULL;
+    PyBuffer_Release(&view);
+    if (obj == NULL) {
+        if (status == D_ERROR)
+            return NULL;
+        return PyObject_Vectorcall(c->py_decode, args, nargs, NULL);  /* past the end, or D_FALLBACK */
+    }
+    PyObject *end = PyLong_FromSsize_t(at);
+    if (end == NULL) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    PyObject *result = PyTuple_New(2);
+    if (result == NULL) {
+        Py_DECREF(obj);
+        Py_DECREF(end);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, obj);
+    PyTuple_SET_ITEM(result, 1, end);
+    return result;
+}
+
+/* Append `obj`'s encoding; 1 done, 0 the Python codec must encode it, -1 an exception. */
+static int
+codec_encode_to(Codec *c, PyObject *obj, Out *o)
+{
+    if (!PyObject_TypeCheck(obj, c->cls))
+        return 0;
+    for (Py_ssize_t i = 0; i < Py_SIZE(c); i++) {
+        Field *f = &c->fields[i];
+        PyObject *v = SLOT(obj, f->offset);
+        if (v == NULL)
+            return 0;
+        unsigned char *p;
+        int64_t x;
+        switch (f->kind) {
+        case F_INT:
+            if (!as_int64(v, INT32_MIN, INT32_MAX, &x))
+                return 0;
+            if ((p = out_reserve(o, 4)) == NULL)
+                return -1;
+            put32(p, (uint32_t)x);
+            break;
+        case F_LONG:
+            if (!as_int64(v, INT64_MIN, INT64_MAX, &x))
+                return 0;
+            if ((p = out_reserve(o, 8)) == NULL)
+                return -1;
+            put64(p, (uint64_t)x);
+            break;
+        case F_BOOL:
+            if (!PyBool_Check(v))
+                return 0;
+            if ((p = out_reserve(o, 1)) == NULL)
+                return -1;
+            *p = v == Py_True;
+            break;
+        case F_BUFFER:
+        case F_USTRING: {
+            const char *data;
+            Py_ssize_t n;
+            if (v == Py_None) {
+                if ((p = out_reserve(o, 4)) == NULL)
+                    return -1;
+                put32(p, 0xffffffffu);
+                break;
+            }
+            if (f->kind == F_BUFFER) {
+                if (!PyBytes_CheckExact(v))
+                    return 0;
+                data = PyBytes_AS_STRING(v);
+                n = PyBytes_GET_SIZE(v);
+            } else {
+                if (!PyUnicode_CheckExact(v))
+                    return 0;
+                data = PyUnicode_AsUTF8AndSize(v, &n);
+                if (data == NULL) {  /* lone surrogates: the Python codec passes them */
+                    PyErr_Clear();
+                    return 0;
+                }
+            }
+            if (n > INT32_MAX)
+                return 0;
+            if ((p = out_reserve(o, 4 + n)) == NULL)
+                return -1;
+            put32(p, (uint32_t)n);
+            memcpy(p + 4, data, n);
+            break;
+        }
+        case F_RECORD: {
+            int r = codec_encode_to((Codec *)f->sub, v, o);
+            if (r != 1)
+                return r;
+            break;
+        }
+        case F_INTERNED: {
+            PyObject *bytes_of = PyObject_GetAttr(f->sub, str_bytes_of);
+            if (bytes_of == NULL)
+                return -1;
+            PyObject *key = PyLong_FromVoidPtr(v);
+            PyObject *raw = key != NULL && PyDict_Check(bytes_of) ? PyDict_GetItemWithError(bytes_of, key) : NULL;
+            Py_XDECREF(key);
+            if (raw == NULL || !PyBytes_Check(raw)) {
+                Py_DECREF(bytes_of);
+                return PyErr_Occurred() ? -1 : 0;
+            }
+            p = out_reserve(o, PyBytes_GET_SIZE(raw));
+            if (p != NULL)
+                memcpy(p, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw));
+            Py_DECREF(bytes_of);
+            if (p == NULL)
+                return -1;
+            break;
+        }
+        default:
+            PyErr_SetString(PyExc_SystemError, "bad codec field");
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* `obj`'s bytes, or NULL: with an exception set, or without one when the Python codec must
+ * encode it. */
+static PyObject *
+codec_bytes(Codec *c, PyObject *obj)
+{
+    Out o;
+    out_init(&o);
+    int r = codec_encode_to(c, obj, &o);
+    PyObject *b = r == 1 ? PyBytes_FromStringAndSize((const char *)o.p, o.len) : NULL;
+    out_free(&o);
+    return b;
+}
+
+static PyObject *
+codec_encode(Codec *c, PyObject *obj)
+{
+    PyObject *b = codec_bytes(c, obj);
+    if (b == NULL && !PyErr_Occurred())
+        return PyObject_CallOneArg(c->py_encode, obj);
+    return b;
+}
+
+static PyObject *
+codec_encode_into(Codec *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "encode_into(obj, parts)");
+        return NULL;
+    }
+    if (!PyList_Check(args[1]))
+        return PyObject_Vectorcall(c->py_encode_into, args, nargs, NULL);
+    PyObject *b = codec_bytes(c, args[0]);
+    if (b == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        return PyObject_Vectorcall(c->py_encode_into, args, nargs, NULL);
+    }
+    int r = PyList_Append(args[1], b);
+    Py_DECREF(b);
+    return r < 0 ? NULL : Py_NewRef(args[1]);
+}
+
+/* Codec(cls, error, fields, py_decode, py_encode, py_encode_into); fields: a tuple of
+ * (kind, slot name, Codec | VectorTable | None). */
+static PyObject *
+codec_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *cls, *error, *fields, *py_decode, *py_encode, *py_encode_into;
+    if (!PyArg_ParseTuple(args, "O!OO!OOO:Codec", &PyType_Type, &cls, &error, &PyTuple_Type, &fields,
+                          &py_decode, &py_encode, &py_encode_into))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    Codec *c = PyObject_GC_NewVar(Codec, type, n);
+    if (c == NULL)
+        return NULL;
+    c->cls = NULL;
+    c->error = c->truncated = c->py_decode = c->py_encode = c->py_encode_into = NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        c->fields[i].sub = NULL;
+    c->cls = (PyTypeObject *)Py_NewRef(cls);
+    c->error = Py_NewRef(error);
+    c->py_decode = Py_NewRef(py_decode);
+    c->py_encode = Py_NewRef(py_encode);
+    c->py_encode_into = Py_NewRef(py_encode_into);
+    c->truncated = PyUnicode_FromFormat("truncated %s", _PyType_Name((PyTypeObject *)cls));
+    if (c->truncated == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *kind;
+        PyObject *name, *sub;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(fields, i), "sUO:field", &kind, &name, &sub))
+            goto fail;
+        Field *f = &c->fields[i];
+        f->kind = kind[0];
+        if (strlen(kind) != 1 || !strchr("iq?bsrI", f->kind)) {
+            PyErr_Format(PyExc_ValueError, "unknown field kind %s", kind);
+            goto fail;
+        }
+        if (f->kind == F_RECORD && !Py_IS_TYPE(sub, &CodecType)) {
+            PyErr_SetString(PyExc_TypeError, "a nested record field needs the record's Codec");
+            goto fail;
+        }
+        f->offset = slot_offset((PyTypeObject *)cls, name);
+        if (f->offset < 0)
+            goto fail;
+        f->sub = sub == Py_None ? NULL : Py_NewRef(sub);
+    }
+    PyObject_GC_Track(c);
+    return (PyObject *)c;
+fail:
+    Py_DECREF(c);
+    return NULL;
+}
+
+static int
+codec_traverse(Codec *c, visitproc visit, void *arg)
+{
+    Py_VISIT(c->cls);
+    Py_VISIT(c->error);
+    Py_VISIT(c->py_decode);
+    Py_VISIT(c->py_encode);
+    Py_VISIT(c->py_encode_into);
+    for (Py_ssize_t i = 0; i < Py_SIZE(c); i++)
+        Py_VISIT(c->fields[i].sub);
+    return 0;
+}
+
+static int
+codec_clear(Codec *c)
+{
+    Py_CLEAR(c->cls);
+    Py_CLEAR(c->error);
+    Py_CLEAR(c->truncated);
+    Py_CLEAR(c->py_decode);
+    Py_CLEAR(c->py_encode);
+    Py_CLEAR(c->py_encode_into);
+    for (Py_ssize_t i = 0; i < Py_SIZE(c); i++)
+        Py_CLEAR(c->fields[i].sub);
+    return 0;
+}
+
+static void
+codec_dealloc(Codec *c)
+{
+    PyObject_GC_UnTrack(c);
+    codec_clear(c);
+    PyObject_GC_Del(c);
+}
+
+static PyMethodDef codec_methods[] = {
+    {"decode", (PyCFunction)(void (*)(void))codec_decode, METH_FASTCALL,
+     "decode(buf, off=0) -> (record, offset after it); raises JuteError."},
+    {"encode", (PyCFunction)codec_encode, METH_O, "encode(record) -> bytes."},
+    {"encode_into", (PyCFunction)(void (*)(void))codec_encode_into, METH_FASTCALL,
+     "encode_into(record, parts) -> parts, with the record's bytes appended."},
+    {NULL},
+};
+
+static PyTypeObject CodecType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "core._native.Codec",
+    .tp_doc = "One jute record's codec (see core/native.py).",
+    .tp_basicsize = sizeof(Codec) - sizeof(Field),
+    .tp_itemsize = sizeof(Field),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = codec_new,
+    .tp_traverse = (traverseproc)codec_traverse,
+    .tp_clear = (inquiry)codec_clear,
+    .tp_dealloc = (destructor)codec_dealloc,
+    .tp_methods = codec_methods,
+};
+
+/* -- NodeView ----------------------------------------------------------------------------- */
+
+enum { N_DATA, N_CZXID, N_MZXID, N_CTIME, N_MTIME, N_VERSION, N_CVERSION, N_AVERSION, N_OWNER,
+       N_PZXID, N_CHILDREN, N_COUNT };
+static const char *node_slots[N_COUNT] = {"data", "czxid", "mzxid", "ctime", "mtime", "version",
+                                          "cversion", "aversion", "ephemeral_owner", "pzxid",
+                                          "children"};
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *node_type;
+    PyObject *py_digest, *py_stat_bytes;  /* the Python functions */
+    Py_ssize_t off[N_COUNT];
+} NodeView;
+
+static PyTypeObject NodeViewType;
+
+/* The slots of `node` as int64s (data's length for N_DATA, the children count for N_CHILDREN);
+ * 0 when one is missing or not an int in range. */
+static int
+node_values(NodeView *nv, PyObject *node, int64_t *v)
+{
+    if (!PyObject_TypeCheck(node, nv->node_type))
+        return 0;
+    for (int i = 0; i < N_COUNT; i++) {
+        PyObject *x = SLOT(node, nv->off[i]);
+        if (x == NULL)
+            return 0;
+        if (i == N_DATA) {
+            if (!PyBytes_CheckExact(x))
+                return 0;
+            v[i] = PyBytes_GET_SIZE(x);
+        } else if (i == N_CHILDREN) {
+            if (!PyAnySet_CheckExact(x))
+                return 0;
+            v[i] = PySet_GET_SIZE(x);
+        } else {
+            int wide = i == N_CZXID || i == N_MZXID || i == N_CTIME || i == N_MTIME || i == N_OWNER || i == N_PZXID;
+            if (!as_int64(x, wide ? INT64_MIN : INT32_MIN, wide ? INT64_MAX : INT32_MAX, &v[i]))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+nodeview_digest(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "digest(path, node)");
+        return NULL;
+    }
+    PyObject *path = args[0], *node = args[1];
+    int64_t v[N_COUNT];
+    Py_ssize_t plen;
+    const char *p = PyUnicode_CheckExact(path) ? PyUnicode_AsUTF8AndSize(path, &plen) : NULL;
+    if (p == NULL || !node_values(nv, node, v)) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(nv->py_digest, args, nargs, NULL);
+    }
+    if (plen > 10 && memcmp(p, "/zookeeper/", 11) == 0)
+        return PyLong_FromLong(0);
+    uint32_t crc = plen == 1 && p[0] == '/' ? 0 : crc32_update(0, (const unsigned char *)p, plen);
+    PyObject *data = SLOT(node, nv->off[N_DATA]);
+    crc = crc32_update(crc, (const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+    unsigned char s[60];  /* ">qqqqqiiiq": czxid mzxid pzxid ctime mtime version cversion aversion owner */
+    put64(s, (uint64_t)v[N_CZXID]);
+    put64(s + 8, (uint64_t)v[N_MZXID]);
+    put64(s + 16, (uint64_t)v[N_PZXID]);
+    put64(s + 24, (uint64_t)v[N_CTIME]);
+    put64(s + 32, (uint64_t)v[N_MTIME]);
+    put32(s + 40, (uint32_t)v[N_VERSION]);
+    put32(s + 44, (uint32_t)v[N_CVERSION]);
+    put32(s + 48, (uint32_t)v[N_AVERSION]);
+    put64(s + 52, (uint64_t)v[N_OWNER]);
+    return PyLong_FromUnsignedLong(crc32_update(crc, s, sizeof(s)));
+}
+
+#define CONTAINER_OWNER INT64_MIN
+#define TTL_MASK ((int64_t)0xff00000000000000ull)
+
+static PyObject *
+nodeview_stat_bytes(NodeView *nv, PyObject *node)
+{
+    int64_t v[N_COUNT];
+    if (!node_values(nv, node, v) || v[N_DATA] > INT32_MAX || v[N_CHILDREN] > INT32_MAX)
+        return PyObject_CallOneArg(nv->py_stat_bytes, node);
+    int64_t n = v[N_CHILDREN];
+    int32_t cversion = (int32_t)(uint32_t)(v[N_CVERSION] * 2 - n);  /* Java int arithmetic */
+    int64_t owner = v[N_OWNER];
+    /* a container's or a TTL node's marker is not a session: the client sees 0 */
+    if (owner < 0 && (owner == CONTAINER_OWNER || (owner & (int64_t)0xffffff0000000000ull) == TTL_MASK))
+        owner = 0;
+    PyObject *b = PyBytes_FromStringAndSize(NULL, 68);
+    if (b == NULL)
+        return NULL;
+    unsigned char *s = (unsigned char *)PyBytes_AS_STRING(b);  /* ">qqqqiiiqiiq" */
+    put64(s, (uint64_t)v[N_CZXID]);
+    put64(s + 8, (uint64_t)v[N_MZXID]);
+    put64(s + 16, (uint64_t)v[N_CTIME]);
+    put64(s + 24, (uint64_t)v[N_MTIME]);
+    put32(s + 32, (uint32_t)v[N_VERSION]);
+    put32(s + 36, (uint32_t)cversion);
+    put32(s + 40, (uint32_t)v[N_AVERSION]);
+    put64(s + 44, (uint64_t)owner);
+    put32(s + 52, (uint32_t)v[N_DATA]);
+    put32(s + 56, (uint32_t)n);
+    put64(s + 60, (uint64_t)v[N_PZXID]);
+    return b;
+}
+
+/* NodeView(node_type, py_digest, py_stat_bytes) */
+static PyObject *
+nodeview_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *node_type, *py_digest, *py_stat_bytes;
+    if (!PyArg_ParseTuple(args, "O!OO:NodeView", &PyType_Type, &node_type, &py_digest, &py_stat_bytes))
+        return NULL;
+    NodeView *nv = (NodeView *)type->tp_alloc(type, 0);
+    if (nv == NULL)
+        return NULL;
+    nv->node_type = (PyTypeObject *)Py_NewRef(node_type);
+    nv->py_digest = Py_NewRef(py_digest);
+    nv->py_stat_bytes = Py_NewRef(py_stat_bytes);
+    for (int i = 0; i < N_COUNT; i++) {
+        PyObject *name = PyUnicode_FromString(node_slots[i]);
+        nv->off[i] = name == NULL ? -1 : slot_offset(nv->node_type, name);
+        Py_XDECREF(name);
+        if (nv->off[i] < 0) {
+            Py_DECREF(nv);
+            return NULL;
+        }
+    }
+    return (PyObject *)nv;
+}
+
+static int
+nodeview_traverse(NodeView *nv, visitproc visit, void *arg)
+{
+    Py_VISIT(nv->node_type);
+    Py_VISIT(nv->py_digest);
+    Py_VISIT(nv->py_stat_bytes);
+    return 0;
+}
+
+static int
+nodeview_clear(NodeView *nv)
+{
+    Py_CLEAR(nv->node_type);
+    Py_CLEAR(nv->py_digest);
+    Py_CLEAR(nv->py_stat_bytes);
+    return 0;
+}
+
+static void
+nodeview_dealloc(NodeView *nv)
+{
+    PyObject_GC_UnTrack(nv);
+    nodeview_clear(nv);
+    Py_TYPE(nv)->tp_free((PyObject *)nv);
+}
+
+static PyMethodDef nodeview_methods[] = {
+    {"digest", (PyCFunction)(void (*)(void))nodeview_digest, METH_FASTCALL,
+     "digest(path, node) -> the node's part of the tree digest."},
+    {"stat_bytes", (PyCFunction)nodeview_stat_bytes, METH_O, "stat_bytes(node) -> the client Stat's bytes."},
+    {NULL},
+};
+
+static PyTypeObject NodeViewType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "core._native.NodeView",
+    .tp_doc = "A core.tree.Node's digest and Stat bytes (see core/native.py).",
+    .tp_basicsize = sizeof(NodeView),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = nodeview_new,
+    .tp_traverse = (traverseproc)nodeview_traverse,
+    .tp_clear = (inquiry)nodeview_clear,
+    .tp_dealloc = (destructor)nodeview_dealloc,
+    .tp_methods = nodeview_methods,
+};
+
+/* -- module ------------------------------------------------------------------------------- */
+
+static PyObject *
+instancemethod(PyObject *module, PyObject *func)
+{
+    return PyInstanceMethod_New(func);
+}
+
+static PyMethodDef module_methods[] = {
+    {"instancemethod", instancemethod, METH_O,
+     "instancemethod(f): a descriptor that binds f to an instance as a function does."},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "core._native", "The optional C accelerator (see core/native.py).", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    crc_init();
+    if (PyType_Ready(&CodecType) < 0 || PyType_Ready(&NodeViewType) < 0)
+        return NULL;
+    str_last = PyUnicode_InternFromString("last");
+    str_bytes_of = PyUnicode_InternFromString("bytes_of");
+    if (str_last == NULL || str_bytes_of == NULL)
+        return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Codec", (PyObject *)&CodecType) < 0
+            || PyModule_AddObjectRef(m, "NodeView", (PyObject *)&NodeViewType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,190 @@
+"""The C accelerator (core/_native.c) against the Python code it stands in for: the same bytes,
+records, digests and errors for any input; and the unit suite on the pure-Python path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, strategies as st
+
+import core.records
+from core import native
+from core.jute import Record, _jute_kind
+from core.records import ACL, ACL_LISTS, CreateRequest, Id, SetDataRequest
+from core.tree import _NODE_VIEW, PY_STAT_BYTES, Node, py_node_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+needs_native = pytest.mark.skipif(native.MODULE is None, reason="the C accelerator is not built (or switched off)")
+
+RECORDS = sorted((c for c in vars(core.records).values()
+                  if isinstance(c, type) and issubclass(c, Record) and c is not Record),
+                 key=lambda c: c.__name__)
+NATIVE_RECORDS = [c for c in RECORDS if c.native_codec is not None]
+
+
+def outcome(f: Any, *args: Any) -> tuple[Any, ...]:
+    """What calling f gives: ('ok', result) or ('error', exception type, message)."""
+    try:
+        return ("ok", f(*args))
+    except Exception as e:  # the comparison is the point: any exception, same on both sides
+        return ("error", type(e), str(e))
+
+
+def test_the_accelerator_is_built_in_ci() -> None:
+    if os.environ.get("CI") == "true" and not os.environ.get("ZKSERVER_PURE_PYTHON"):
+        assert native.MODULE is not None, "core/_native.c did not build: the install needs gcc and Python's headers"
+
+
+@needs_native
+def test_the_hot_records_have_a_c_codec() -> None:
+    names = {c.__name__ for c in NATIVE_RECORDS}
+    assert {"SetDataRequest", "CreateRequest", "PathWatchRequest", "DeleteRequest", "SetDataTxn",
+            "CreateTxn", "Stat", "ReplyHeader", "TxnDigest"} <= names
+    assert core.records.GetChildrenResponse.native_codec is None  # a plain vector: Python's codec
+
+
+_INT32 = st.integers(-2**31, 2**31 - 1)
+_INT64 = st.integers(-2**63, 2**63 - 1)
+_TEXT = st.text(max_size=12)
+_OPEN = (ACL(31, Id("world", "anyone")),)
+
+
+def values(hint: Any) -> st.SearchStrategy[Any]:
+    """Values a declared field holds: in range, of the declared type."""
+    kind, arg = _jute_kind(hint)
+    if kind == "fixed":
+        return st.booleans() if arg == "?" else _INT32 if arg == "i" else _INT64
+    if kind == "buffer":
+        return st.one_of(st.none(), st.binary(max_size=40))
+    if kind == "ustring":
+        return st.one_of(st.none(), _TEXT)
+    if kind == "record":
+        return instances(arg)
+    if kind == "interned":
+        return st.one_of(st.none(), st.just(_OPEN), st.lists(instances(arg[0]), max_size=2).map(tuple))
+    return st.one_of(st.none(), st.lists(values(arg), max_size=3))
+
+
+def odd_values(hint: Any) -> st.SearchStrategy[Any]:
+    """Values the C code hands to Python: out of range, lone surrogates, not the declared type."""
+    kind, arg = _jute_kind(hint)
+    if kind == "fixed":
+        return st.sampled_from([1, 0, None]) if arg == "?" else st.sampled_from(
+            [2**31, -2**31 - 1, 2**63, -2**63 - 1, 1.5, None, True])
+    if kind == "buffer":
+        return st.sampled_from([bytearray(b"ab"), memoryview(b"cd"), "text", 5])
+    if kind == "ustring":
+        return st.sampled_from(["\ud800", "a\udfff", b"bytes", 5])
+    if kind == "interned":
+        return st.lists(instances(arg[0]), max_size=2)  # a list: not one of the table's tuples
+    return st.sampled_from([None, 5])
+
+
+@st.composite
+def instances(draw: st.DrawFn, cls: Any) -> Any:
+    """A record of in-range values; one time in three, one field holds an odd value."""
+    fields = cls._jute_fields
+    args = [draw(values(h)) for _, h in fields]
+    if fields and draw(st.integers(0, 2)) == 0:
+        i = draw(st.integers(0, len(fields) - 1))
+        args[i] = draw(odd_values(fields[i][1]))
+    return cls(*args)
+
+
+@needs_native
+@given(data=st.data())
+def test_c_codec_encodes_and_decodes_as_the_python_codec(data: st.DataObject) -> None:
+    for cls in NATIVE_RECORDS:  # every record in each example (hypothesis within parametrize
+        obj = data.draw(instances(cls), label=cls.__name__)  # does not run under pytest-twisted)
+        c, py = cls.native_codec, cls.py_codec
+        assert outcome(c.encode, obj) == outcome(py.encode, obj)
+        assert (outcome(lambda: b"".join(c.encode_into(obj, [b"<"])))
+                == outcome(lambda: b"".join(py.encode_into(obj, [b"<"]))))
+        encoded = outcome(py.encode, obj)
+        if encoded[0] != "ok":
+            continue
+        raw = encoded[1]
+        cut = data.draw(st.integers(0, len(raw)))
+        tail = data.draw(st.binary(max_size=8))
+        lead = data.draw(st.binary(max_size=4))
+        for buf, off in ((raw, 0), (raw[:cut], 0), (lead + raw + tail, len(lead)), (bytearray(raw), 0)):
+            assert outcome(c.decode, buf, off) == outcome(py.decode, buf, off), cls
+
+
+@needs_native
+@given(buf=st.binary(max_size=64), off=st.integers(-2, 70))
+def test_c_codec_decodes_any_bytes_as_the_python_codec(buf: bytes, off: int) -> None:
+    for cls in NATIVE_RECORDS:
+        assert outcome(cls.native_codec.decode, buf, off) == outcome(cls.py_codec.decode, buf, off), cls
+
+
+@needs_native
+def test_an_interned_vector_other_than_the_last_is_decoded_by_python_and_becomes_the_last() -> None:
+    mine = (ACL(1, Id("digest", "me:x")),)
+    raw = CreateRequest("/a", b"", mine, 0).encode() + CreateRequest("/b", b"", _OPEN, 0).encode()
+    first, off = CreateRequest.decode(raw, 0)
+    assert first.acl == mine and ACL_LISTS.last[1] is first.acl
+    second, _ = CreateRequest.decode(raw, off)
+    assert second.acl == _OPEN and ACL_LISTS.last[1] is second.acl
+    again, _ = CreateRequest.decode(raw, off)  # the last one: matched by its bytes in C
+    assert again.acl is second.acl
+
+
+@needs_native
+def test_record_methods_bind_as_the_python_ones_do() -> None:
+    r = SetDataRequest("/p", b"v", 7)
+    assert r.encode() == SetDataRequest.encode(r) == SetDataRequest.py_codec.encode(r)
+    assert r.encode_into([b"x"]) == [b"x", r.encode()]
+    assert SetDataRequest.decode(r.encode()) == (r, len(r.encode()))
+
+
+_NAMES = st.sets(st.text("abc", min_size=1, max_size=2), max_size=3)
+_NODE_INTS = ("czxid", "mzxid", "ctime", "mtime", "version", "cversion", "aversion", "ephemeral_owner", "pzxid")
+_OWNERS = st.sampled_from([0, 5, -2**63, -0x100000000000000 | 7, -0x100000000000000 | (1 << 40), -1])
+
+
+@st.composite
+def nodes(draw: st.DrawFn) -> Node:
+    """A node of in-range values (its owner often a container's or a TTL's marker); one time in
+    three, one slot holds a value the C code hands to Python."""
+    node = Node(draw(st.binary(max_size=40)), (),
+                *(draw(_INT32 if name in ("version", "cversion", "aversion") else _INT64) for name in _NODE_INTS))
+    if draw(st.booleans()):
+        node.ephemeral_owner = draw(_OWNERS)
+    names = draw(_NAMES)
+    if names:
+        node.children = set(names) if draw(st.booleans()) else frozenset(names)
+    if draw(st.integers(0, 2)) == 0:
+        slot = draw(st.sampled_from(("data", "children") + _NODE_INTS))
+        odd = {"data": bytearray(b"x"), "children": ["a"]}.get(slot, 2**31 if slot in ("version", "cversion", "aversion") else 2**63)
+        setattr(node, slot, odd)
+    return node
+
+
+@needs_native
+@given(node=nodes(), path=st.one_of(st.sampled_from(["/", "/zookeeper", "/zookeeper/quota", "/a/b", "/a\udc80"]), _TEXT))
+def test_node_digest_and_stat_bytes_in_c_are_the_python_ones(node: Node, path: str) -> None:
+    assert _NODE_VIEW is not None
+    assert outcome(_NODE_VIEW.digest, path, node) == outcome(py_node_digest, path, node)
+    assert outcome(_NODE_VIEW.stat_bytes, node) == outcome(PY_STAT_BYTES, node)
+    assert outcome(node.stat_bytes) == outcome(PY_STAT_BYTES, node)
+
+
+@pytest.mark.timeout(600)
+@needs_native
+def test_the_unit_suite_passes_on_the_pure_python_path() -> None:
+    """The server without the accelerator: every unit test, with ZKSERVER_PURE_PYTHON=1."""
+    env = {**os.environ, "ZKSERVER_PURE_PYTHON": "1"}
+    probe = subprocess.run([sys.executable, "-c", "from core import native, records; "
+                            "assert native.MODULE is None and records.SetDataRequest.native_codec is None"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/unit"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
