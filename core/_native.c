@@ -490,7 +490,9 @@ codec_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     c->py_decode = Py_NewRef(py_decode);
     c->py_encode = Py_NewRef(py_encode);
     c->py_encode_into = Py_NewRef(py_encode_into);
-    c->truncated = PyUnicode_FromFormat("truncated %s", _PyType_Name((PyTypeObject *)cls));
+    PyObject *cls_name = PyType_GetName((PyTypeObject *)cls);
+    c->truncated = cls_name == NULL ? NULL : PyUnicode_FromFormat("truncated %U", cls_name);
+    Py_XDECREF(cls_name);
     if (c->truncated == NULL)
         goto fail;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -576,6 +578,173 @@ static PyTypeObject CodecType = {
     .tp_clear = (inquiry)codec_clear,
     .tp_dealloc = (destructor)codec_dealloc,
     .tp_methods = codec_methods,
+};
+
+/* -- constructors -------------------------------------------------------------------------- */
+
+/* A slotted dataclass's constructor, installed as the class's own vectorcall (what
+ * `cls(...)` runs): it allocates the instance and fills its slots from the arguments,
+ * positional or by name, and the trailing fields' defaults, as the dataclass's __init__ would
+ * assign them. A call it cannot place (too many arguments, an unknown or repeated name, a
+ * required field missing) goes to type.__call__, which raises what __init__ raises. The
+ * Maker, kept in the class's dict, holds the layout. */
+typedef struct {
+    PyObject_VAR_HEAD
+    PyObject *names;     /* the fields' names, in order, interned */
+    PyObject *defaults;  /* the defaults of the last len(defaults) fields */
+    Py_ssize_t offsets[1];
+} Maker;
+
+static PyTypeObject MakerType;
+static PyObject *str_maker;
+
+#define MAKER_MAX_FIELDS 32
+
+/* type.__call__(cls, *args, **kwargs) from vectorcall arguments. */
+static PyObject *
+call_type(PyObject *cls, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *tuple = PyTuple_New(nargs), *kwargs = nkw ? PyDict_New() : NULL, *result = NULL;
+    if (tuple == NULL || (nkw && kwargs == NULL))
+        goto done;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    for (Py_ssize_t k = 0; k < nkw; k++)
+        if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, k), args[nargs + k]) < 0)
+            goto done;
+    result = PyType_Type.tp_call(cls, tuple, kwargs);
+done:
+    Py_XDECREF(tuple);
+    Py_XDECREF(kwargs);
+    return result;
+}
+
+static PyObject *
+construct(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PyTypeObject *cls = (PyTypeObject *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *found = PyDict_GetItemWithError(cls->tp_dict, str_maker);
+    if (found == NULL || !Py_IS_TYPE(found, &MakerType))
+        return PyErr_Occurred() ? NULL : call_type(callable, args, nargs, kwnames);
+    Maker *mk = (Maker *)found;
+    Py_ssize_t n = Py_SIZE(mk);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    Py_ssize_t required = n - PyTuple_GET_SIZE(mk->defaults);
+    PyObject *values[MAKER_MAX_FIELDS];
+    if (nargs > n)
+        return call_type(callable, args, nargs, kwnames);
+    for (Py_ssize_t i = 0; i < n; i++)
+        values[i] = i < nargs ? args[i] : NULL;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t j = 0;
+        while (j < n && PyTuple_GET_ITEM(mk->names, j) != key)
+            j++;
+        if (j == n)  /* not the interned name: compare the text */
+            for (j = 0; j < n && PyUnicode_Compare(PyTuple_GET_ITEM(mk->names, j), key) != 0; j++)
+                ;
+        if (PyErr_Occurred())
+            return NULL;
+        if (j == n || values[j] != NULL)
+            return call_type(callable, args, nargs, kwnames);
+        values[j] = args[nargs + k];
+    }
+    for (Py_ssize_t i = nargs; i < n; i++)
+        if (values[i] == NULL) {
+            if (i < required)
+                return call_type(callable, args, nargs, kwnames);
+            values[i] = PyTuple_GET_ITEM(mk->defaults, i - required);
+        }
+    PyObject *obj = cls->tp_alloc(cls, 0);
+    if (obj == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        SLOT(obj, mk->offsets[i]) = Py_NewRef(values[i]);
+    return obj;
+}
+
+/* install_constructor(cls, names, defaults): see above. */
+static PyObject *
+install_constructor(PyObject *module, PyObject *args)
+{
+    PyObject *cls_obj, *names, *defaults;
+    if (!PyArg_ParseTuple(args, "O!O!O!:install_constructor", &PyType_Type, &cls_obj, &PyTuple_Type, &names,
+                          &PyTuple_Type, &defaults))
+        return NULL;
+    PyTypeObject *cls = (PyTypeObject *)cls_obj;
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    if (!(cls->tp_flags & Py_TPFLAGS_HEAPTYPE) || cls->tp_vectorcall != NULL || n > MAKER_MAX_FIELDS
+            || PyTuple_GET_SIZE(defaults) > n) {
+        PyErr_Format(PyExc_TypeError, "%s: not a class this constructor can serve", cls->tp_name);
+        return NULL;
+    }
+    Maker *mk = PyObject_GC_NewVar(Maker, &MakerType, n);
+    if (mk == NULL)
+        return NULL;
+    mk->defaults = Py_NewRef(defaults);
+    mk->names = PyTuple_New(n);
+    if (mk->names == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if (!PyUnicode_CheckExact(name)) {
+            PyErr_SetString(PyExc_TypeError, "field names are str");
+            goto fail;
+        }
+        Py_INCREF(name);
+        PyUnicode_InternInPlace(&name);
+        PyTuple_SET_ITEM(mk->names, i, name);
+        mk->offsets[i] = slot_offset(cls, name);
+        if (mk->offsets[i] < 0)
+            goto fail;
+    }
+    PyObject_GC_Track(mk);
+    if (PyObject_SetAttr(cls_obj, str_maker, (PyObject *)mk) < 0)
+        goto fail;
+    Py_DECREF(mk);
+    cls->tp_vectorcall = construct;
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(mk);
+    return NULL;
+}
+
+static int
+maker_traverse(Maker *mk, visitproc visit, void *arg)
+{
+    Py_VISIT(mk->names);
+    Py_VISIT(mk->defaults);
+    return 0;
+}
+
+static int
+maker_clear(Maker *mk)
+{
+    Py_CLEAR(mk->names);
+    Py_CLEAR(mk->defaults);
+    return 0;
+}
+
+static void
+maker_dealloc(Maker *mk)
+{
+    PyObject_GC_UnTrack(mk);
+    maker_clear(mk);
+    PyObject_GC_Del(mk);
+}
+
+static PyTypeObject MakerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "core._native.Maker",
+    .tp_doc = "The slot layout a class's C constructor fills (see install_constructor).",
+    .tp_basicsize = sizeof(Maker) - sizeof(Py_ssize_t),
+    .tp_itemsize = sizeof(Py_ssize_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)maker_traverse,
+    .tp_clear = (inquiry)maker_clear,
+    .tp_dealloc = (destructor)maker_dealloc,
 };
 
 /* -- NodeView ----------------------------------------------------------------------------- */
@@ -769,6 +938,8 @@ instancemethod(PyObject *module, PyObject *func)
 }
 
 static PyMethodDef module_methods[] = {
+    {"install_constructor", install_constructor, METH_VARARGS,
+     "install_constructor(cls, names, defaults): a C constructor for a slotted dataclass."},
     {"instancemethod", instancemethod, METH_O,
      "instancemethod(f): a descriptor that binds f to an instance as a function does."},
     {NULL},
@@ -783,11 +954,12 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     crc_init();
-    if (PyType_Ready(&CodecType) < 0 || PyType_Ready(&NodeViewType) < 0)
+    if (PyType_Ready(&CodecType) < 0 || PyType_Ready(&NodeViewType) < 0 || PyType_Ready(&MakerType) < 0)
         return NULL;
     str_last = PyUnicode_InternFromString("last");
     str_bytes_of = PyUnicode_InternFromString("bytes_of");
-    if (str_last == NULL || str_bytes_of == NULL)
+    str_maker = PyUnicode_InternFromString("_native_maker");
+    if (str_last == NULL || str_bytes_of == NULL || str_maker == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from core import native
 from core.errors import ZKError
 from core.interfaces import PeerInfo, Request, WatchEvent
 from core.jute import JuteError
@@ -61,6 +62,7 @@ def write_now(transport: Any, frames: list[bytes]) -> None:
         transport.write(data)
 
 
+@native.fast_constructor
 @dataclass(slots=True)
 class OwedWrite(Request):
     """A client's write: the Request the consensus orders, and the reply its connection owes

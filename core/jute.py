@@ -377,7 +377,7 @@ def record(cls: type[R]) -> type[R]:
     dc.decode = staticmethod(methods.decode)
     dc.encode = methods.encode
     dc.encode_into = methods.encode_into
-    return typing.cast(type[R], dc)
+    return typing.cast(type[R], native.fast_constructor(dc))
 
 
 class PyCodec(typing.NamedTuple):

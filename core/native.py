@@ -10,9 +10,12 @@ environment: then the server runs the Python code alone, as the tests check.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def load() -> ModuleType | None:
@@ -34,3 +37,18 @@ def method(f: Any) -> Any:
     function is."""
     assert MODULE is not None
     return MODULE.instancemethod(f)
+
+
+def fast_constructor(cls: type[T]) -> type[T]:
+    """Class decorator: with the accelerator, `cls(...)` runs a C constructor that fills the
+    new instance's slots from the same arguments, for a slotted dataclass whose __init__ only
+    assigns its fields (no __post_init__, default factory, init=False or keyword-only field);
+    a call it cannot place goes to the class's own __init__, which raises what it raises.
+    Other classes, or no accelerator: `cls` unchanged. Returns `cls`."""
+    fields = dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()  # type: ignore[arg-type]
+    if (MODULE is None or not fields or "__slots__" not in vars(cls) or hasattr(cls, "__post_init__")
+            or any(not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING for f in fields)):
+        return cls
+    defaults = tuple(f.default for f in fields if f.default is not dataclasses.MISSING)
+    MODULE.install_constructor(cls, tuple(f.name for f in fields), defaults)
+    return cls

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from core import native
 from core.acl import AccessControl
 from core.errors import Code, ZKError
 from core.interfaces import Request
@@ -56,25 +58,21 @@ _DELETE_CONTAINER = OpCode.deleteContainer
 _PERM_CREATE, _PERM_DELETE, _PERM_WRITE = Perm.CREATE, Perm.DELETE, Perm.WRITE
 
 
+@native.fast_constructor
+@dataclass(slots=True, eq=False)
 class _Change:
     """A pending change to one path (ZooKeeper's ChangeRecord): the node as it will be once
-    the txn `zxid` is applied, or `exists` False for a delete."""
+    the txn `zxid` is applied, or `exists` False for a delete. Compared by identity."""
 
-    __slots__ = ("zxid", "path", "exists", "version", "cversion", "aversion",
-                 "ephemeral_owner", "acl", "nchildren")
-
-    def __init__(self, zxid: int, path: str, exists: bool, version: int, cversion: int,
-                 aversion: int, ephemeral_owner: int, acl: tuple[ACL, ...],
-                 nchildren: int) -> None:
-        self.zxid = zxid
-        self.path = path
-        self.exists = exists
-        self.version = version
-        self.cversion = cversion
-        self.aversion = aversion
-        self.ephemeral_owner = ephemeral_owner
-        self.acl = acl
-        self.nchildren = nchildren
+    zxid: int
+    path: str
+    exists: bool
+    version: int
+    cversion: int
+    aversion: int
+    ephemeral_owner: int
+    acl: tuple[ACL, ...]
+    nchildren: int
 
 
 _Record = Node | _Change

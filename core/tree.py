@@ -181,6 +181,7 @@ if _NODE_VIEW is not None:
     Node.stat_bytes = native.method(_NODE_VIEW.stat_bytes)  # type: ignore[method-assign]
 
 
+@native.fast_constructor
 @dataclass(slots=True)
 class TxnResult:
     """What applying one txn (or one sub-txn of a multi) produced, for the reply.

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from core import native
 from core.jute import INT, JuteError, fixed_struct
 from core.opcodes import OpCode
 from core.records import (
@@ -39,6 +40,7 @@ _SUB_HEAD = struct.Struct(">ii")  # a MultiTxn entry (jute Txn): type, then its 
 _MULTI, _CLOSE_SESSION = OpCode.multi, OpCode.closeSession
 
 
+@native.fast_constructor
 @dataclass(slots=True)
 class Txn:
     """One transaction: the TxnHeader's fields (clientId, cxid, zxid, time, type; kept here

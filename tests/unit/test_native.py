@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,58 @@ def test_node_digest_and_stat_bytes_in_c_are_the_python_ones(node: Node, path: s
     assert outcome(_NODE_VIEW.digest, path, node) == outcome(py_node_digest, path, node)
     assert outcome(_NODE_VIEW.stat_bytes, node) == outcome(PY_STAT_BYTES, node)
     assert outcome(node.stat_bytes) == outcome(PY_STAT_BYTES, node)
+
+
+@native.fast_constructor
+@dataclass(slots=True)
+class _Sample:
+    a: int
+    b: Any
+    c: str = "c"
+    d: Any = None
+
+
+@needs_native
+@pytest.mark.parametrize("args, kwargs", [
+    ((1, 2), {}), ((1, 2, "x", 4), {}), ((1,), {"b": 2}), ((), {"d": 4, "b": 2, "a": 1}),
+    ((1, 2), {"c": "y"}), ((1, 2), {"".join(["c"]): "z"}),  # a name that is not the interned one
+    ((1, 2, 3, 4, 5), {}), ((1,), {}), ((1, 2), {"a": 3}), ((1, 2), {"e": 3}), ((), {}),
+])
+def test_a_c_constructor_makes_what_init_makes_or_raises_what_it_raises(
+        args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    made = outcome(lambda: _Sample(*args, **kwargs))
+    assert made == outcome(lambda: type.__call__(_Sample, *args, **kwargs))  # __new__ + __init__
+    if made[0] == "ok":
+        assert type(made[1]) is _Sample
+
+
+def test_only_plain_slotted_dataclasses_get_a_c_constructor() -> None:
+    @dataclass
+    class Unslotted:
+        a: int
+
+    @dataclass(slots=True)
+    class Factory:
+        a: list[int] = field(default_factory=list)
+
+    @dataclass(slots=True)
+    class Post:
+        a: int
+
+        def __post_init__(self) -> None:
+            self.a += 1
+
+    for cls in (Unslotted, Factory, Post, Node):
+        native.fast_constructor(cls)
+        assert "_native_maker" not in vars(cls)
+    assert Post(1).a == 2
+    assert ("_native_maker" in vars(_Sample)) == (native.MODULE is not None)
+
+    class Sub(_Sample):  # not a dataclass of its own: the class's __init__, not the C one
+        pass
+
+    sub = Sub(1, 2)
+    assert type(sub) is Sub and (sub.a, sub.b, sub.c, sub.d) == (1, 2, "c", None)
 
 
 @pytest.mark.timeout(600)
