@@ -115,6 +115,18 @@ def system_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def wait_until_quiet(cores: float = 0.15, window: float = 0.3, limit: float = 10.0) -> float | None:
+    """Wait until the whole machine used less than `cores` CPUs over a `window` of seconds;
+    the seconds waited, or None when it stayed busy for `limit` seconds."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        busy0 = system_busy_seconds()
+        time.sleep(window)
+        if (system_busy_seconds() - busy0) / window < cores:
+            return time.monotonic() - start
+    return None
+
+
 def raise_nofile_limit() -> int:
     """Raise this process's soft RLIMIT_NOFILE to its hard limit (children started afterwards
     inherit it: servers and load workers with 1,000 sessions); returns the new soft limit."""

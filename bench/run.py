@@ -309,7 +309,9 @@ class Bench:
 def alternate(servers: list[Server], names: list[str], rounds: int,
               run: Callable[[Server, str, int], dict[str, Any]]) -> Runs:
     """`run(server, name, round)` for every name on every server in turn, `rounds` times, the
-    server order reversed every round (A/B/C, C/B/A, ...); the results, each tagged with its round."""
+    server order reversed every round (A/B/C, C/B/A, ...); the results, each tagged with its round.
+    Each run starts on a quiet machine (`loadgen.wait_until_quiet`): the server measured before
+    it (a JVM compiling and collecting after its run) must not take a core from the next."""
     runs: Runs = {srv.label: {n: [] for n in names} for srv in servers}
     width = max(9, *map(len, names))
     for rnd in range(rounds):
@@ -318,6 +320,9 @@ def alternate(servers: list[Server], names: list[str], rounds: int,
             for srv in order:
                 if srv.proc is None or srv.proc.poll() is not None:
                     raise RuntimeError(f"{srv.label} died:\n{srv.log_tail()}")
+                waited = lg.wait_until_quiet()
+                if waited is None:
+                    print(f"  (the machine stayed busy: {srv.label} {name} runs beside it)", flush=True)
                 r = run(srv, name, rnd)
                 r["round"] = rnd
                 runs[srv.label][name].append(r)

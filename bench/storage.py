@@ -57,17 +57,7 @@ def throughput(a: argparse.Namespace, stores: list[str]) -> dict[str, dict[str, 
             lg.setup_tree(srv.host, srv.port)
             print(f"[{srv.label}] pid {srv.pid} on {srv.host}:{srv.port}", flush=True)
             bench.load(srv, {"workload": "mixed", "seed": 99}, duration=a.server_warmup, warmup=0.0)
-            runs[srv.label] = {w: [] for w in WORKLOADS}
-        for rnd in range(a.rounds):
-            for w in WORKLOADS:
-                for srv in servers if rnd % 2 == 0 else list(reversed(servers)):
-                    if srv.proc is None or srv.proc.poll() is not None:
-                        raise RuntimeError(f"{srv.label} died:\n{srv.log_tail()}")
-                    r = bench.run_one(srv, w, rnd)
-                    r["round"] = rnd
-                    runs[srv.label][w].append(r)
-                    print(f"round {rnd + 1}/{a.rounds} {w:7s} {srv.label:13s} {br.fmt_run(r)}",
-                          flush=True)
+        runs.update(br.alternate(servers, WORKLOADS, a.rounds, bench.run_one))
     finally:
         for srv in servers:
             try:
