@@ -750,10 +750,10 @@ static PyTypeObject MakerType = {
 /* -- NodeView ----------------------------------------------------------------------------- */
 
 enum { N_DATA, N_CZXID, N_MZXID, N_CTIME, N_MTIME, N_VERSION, N_CVERSION, N_AVERSION, N_OWNER,
-       N_PZXID, N_CHILDREN, N_COUNT };
+       N_PZXID, N_CHILDREN, N_ACL, N_COUNT };
 static const char *node_slots[N_COUNT] = {"data", "czxid", "mzxid", "ctime", "mtime", "version",
                                           "cversion", "aversion", "ephemeral_owner", "pzxid",
-                                          "children"};
+                                          "children", "acl"};
 
 typedef struct {
     PyObject_HEAD
@@ -783,6 +783,8 @@ node_values(NodeView *nv, PyObject *node, int64_t *v)
             if (!PyAnySet_CheckExact(x))
                 return 0;
             v[i] = PySet_GET_SIZE(x);
+        } else if (i == N_ACL) {
+            v[i] = 0;
         } else {
             int wide = i == N_CZXID || i == N_MZXID || i == N_CTIME || i == N_MTIME || i == N_OWNER || i == N_PZXID;
             if (!as_int64(x, wide ? INT64_MIN : INT32_MIN, wide ? INT64_MAX : INT32_MAX, &v[i]))
@@ -858,6 +860,170 @@ nodeview_stat_bytes(NodeView *nv, PyObject *node)
     return b;
 }
 
+/* Append one node's snapshot record (ustring path, buffer data, long aclRef, StatPersisted);
+ * 1 written, 0 the Python record function must write it, -1 an exception. */
+static int
+snapshot_record(NodeView *nv, PyObject *path, PyObject *node, const int64_t *v, PyObject *refs,
+                PyObject *open_acl, Out *o)
+{
+    PyObject *acl = SLOT(node, nv->off[N_ACL]);
+    int64_t ref = -1;
+    if (acl != open_acl) {
+        PyObject *key = PyLong_FromVoidPtr(acl);
+        if (key == NULL)
+            return -1;
+        PyObject *entry = PyDict_GetItemWithError(refs, key);
+        Py_DECREF(key);
+        if (entry == NULL && PyErr_Occurred())
+            return -1;
+        if (entry != NULL) {
+            if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2
+                    || !as_int64(PyTuple_GET_ITEM(entry, 1), INT64_MIN, INT64_MAX, &ref))
+                return 0;
+        }
+    }
+    Py_ssize_t plen;
+    const char *p = PyUnicode_AsUTF8AndSize(path, &plen);
+    if (p == NULL) {  /* lone surrogates: the Python record encodes them */
+        PyErr_Clear();
+        return 0;
+    }
+    if (plen == 1 && p[0] == '/')
+        plen = 0;
+    PyObject *data = SLOT(node, nv->off[N_DATA]);
+    Py_ssize_t dlen = PyBytes_GET_SIZE(data);
+    unsigned char *w = out_reserve(o, 4 + plen + 4 + dlen + 68);
+    if (w == NULL)
+        return -1;
+    put32(w, (uint32_t)plen);
+    memcpy(w + 4, p, plen);
+    w += 4 + plen;
+    put32(w, (uint32_t)dlen);
+    memcpy(w + 4, PyBytes_AS_STRING(data), dlen);
+    w += 4 + dlen;
+    put64(w, (uint64_t)ref);  /* ">qqqqqiiiqq": ref, czxid mzxid ctime mtime, version cversion aversion, owner pzxid */
+    put64(w + 8, (uint64_t)v[N_CZXID]);
+    put64(w + 16, (uint64_t)v[N_MZXID]);
+    put64(w + 24, (uint64_t)v[N_CTIME]);
+    put64(w + 32, (uint64_t)v[N_MTIME]);
+    put32(w + 40, (uint32_t)v[N_VERSION]);
+    put32(w + 44, (uint32_t)v[N_CVERSION]);
+    put32(w + 48, (uint32_t)v[N_AVERSION]);
+    put64(w + 52, (uint64_t)v[N_OWNER]);
+    put64(w + 60, (uint64_t)v[N_PZXID]);
+    return 1;
+}
+
+/* Push `path`'s children's paths on `stack`, in reverse sorted order (popped in order). */
+static int
+push_children(PyObject *stack, PyObject *path, PyObject *children)
+{
+    if (PySet_GET_SIZE(children) == 0)
+        return 0;
+    PyObject *names = PySequence_List(children);
+    if (names == NULL || PyList_Sort(names) < 0 || PyList_Reverse(names) < 0) {
+        Py_XDECREF(names);
+        return -1;
+    }
+    int root = PyUnicode_GET_LENGTH(path) == 1 && PyUnicode_READ_CHAR(path, 0) == '/';
+    PyObject *prefix = root ? PyUnicode_FromString("/") : PyUnicode_FromFormat("%U/", path);
+    int status = prefix == NULL ? -1 : 0;
+    for (Py_ssize_t i = 0; status == 0 && i < PyList_GET_SIZE(names); i++) {
+        PyObject *child = PyUnicode_Concat(prefix, PyList_GET_ITEM(names, i));
+        status = child == NULL || PyList_Append(stack, child) < 0 ? -1 : 0;
+        Py_XDECREF(child);
+    }
+    Py_XDECREF(prefix);
+    Py_DECREF(names);
+    return status;
+}
+
+/* write_nodes(nodes, stack, refs, open_acl, upto, limit, py_record) -> bytes: see
+ * core.snapshot._write_nodes, which this is in C. */
+static PyObject *
+nodeview_write_nodes(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyDict_Check(args[0]) || !PyList_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "write_nodes(nodes, stack, refs, open_acl, upto, limit, py_record)");
+        return NULL;
+    }
+    PyObject *nodes = args[0], *stack = args[1], *refs = args[2], *open_acl = args[3], *py_record = args[6];
+    int64_t upto;
+    Py_ssize_t limit = PyLong_AsSsize_t(args[5]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    if (!as_int64(args[4], INT64_MIN, INT64_MAX, &upto)) {
+        PyErr_SetString(PyExc_OverflowError, "upto is not a long");
+        return NULL;
+    }
+    Out o;
+    out_init(&o);
+    PyObject *path = NULL;
+    while (PyList_GET_SIZE(stack) > 0 && o.len < limit) {
+        Py_ssize_t top = PyList_GET_SIZE(stack) - 1;
+        path = Py_NewRef(PyList_GET_ITEM(stack, top));
+        if (PyList_SetSlice(stack, top, top + 1, NULL) < 0)
+            goto fail;
+        PyObject *node = PyDict_GetItemWithError(nodes, path);
+        if (node == NULL) {
+            Py_CLEAR(path);
+            if (PyErr_Occurred())
+                goto fail;
+            continue;  /* deleted meanwhile */
+        }
+        Py_INCREF(node);  /* the Python record function may run anything */
+        int64_t v[N_COUNT];
+        int done = PyUnicode_CheckExact(path) && node_values(nv, node, v) ? 0 : -2;
+        if (done == 0 && v[N_CZXID] > upto)
+            done = 2;  /* created after the snapshot began: its create replays */
+        else if (done == 0)
+            done = snapshot_record(nv, path, node, v, refs, open_acl, &o);
+        if (done == 0 || done == -2) {  /* the Python record function: bytes, or None to skip */
+            PyErr_Clear();
+            PyObject *rec = PyObject_CallFunctionObjArgs(py_record, path, node, args[2], args[4], NULL);
+            if (rec == NULL)
+                goto fail_node;
+            done = 2;
+            if (rec != Py_None) {
+                unsigned char *w = PyBytes_Check(rec) ? out_reserve(&o, PyBytes_GET_SIZE(rec)) : NULL;
+                if (w == NULL) {
+                    if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_TypeError, "a node record is bytes or None");
+                    Py_DECREF(rec);
+                    goto fail_node;
+                }
+                memcpy(w, PyBytes_AS_STRING(rec), PyBytes_GET_SIZE(rec));
+                done = 1;
+            }
+            Py_DECREF(rec);
+        }
+        if (done == 1) {
+            PyObject *children = SLOT(node, nv->off[N_CHILDREN]);
+            if (children == NULL || !PyAnySet_Check(children)) {
+                PyErr_SetString(PyExc_TypeError, "a node's children are a set");
+                done = -1;
+            } else if (push_children(stack, path, children) < 0) {
+                done = -1;
+            }
+        }
+        Py_DECREF(node);
+        Py_CLEAR(path);
+        if (done < 0)
+            goto fail;
+        continue;
+fail_node:
+        Py_DECREF(node);
+        goto fail;
+    }
+    PyObject *chunk = PyBytes_FromStringAndSize((const char *)o.p, o.len);
+    out_free(&o);
+    return chunk;
+fail:
+    Py_XDECREF(path);
+    out_free(&o);
+    return NULL;
+}
+
 /* NodeView(node_type, py_digest, py_stat_bytes) */
 static PyObject *
 nodeview_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -913,6 +1079,8 @@ static PyMethodDef nodeview_methods[] = {
     {"digest", (PyCFunction)(void (*)(void))nodeview_digest, METH_FASTCALL,
      "digest(path, node) -> the node's part of the tree digest."},
     {"stat_bytes", (PyCFunction)nodeview_stat_bytes, METH_O, "stat_bytes(node) -> the client Stat's bytes."},
+    {"write_nodes", (PyCFunction)(void (*)(void))nodeview_write_nodes, METH_FASTCALL,
+     "write_nodes(nodes, stack, refs, open_acl, upto, limit, py_record) -> snapshot records' bytes."},
     {NULL},
 };
 

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from core.acl import OPEN_ACL_UNSAFE
 from core.records import ACL, Id
-from core.tree import DIGEST_VERSION, DataTree, Node
+from core.tree import DIGEST_VERSION, NODE_VIEW, DataTree, Node
 
 MAGIC = 0x5A4B534E  # "ZKSN"
 VERSION = 2
@@ -101,32 +101,50 @@ def _acl_refs(tree: DataTree) -> dict[int, tuple[tuple[ACL, ...], int]]:
 
 
 def _nodes(tree: DataTree, refs: dict[int, tuple[tuple[ACL, ...], int]], upto: int) -> Iterator[bytes]:
-    nodes = tree.nodes
-    parts: list[bytes] = []
-    size = 0
+    """The node records in pre-order, then the "/" end marker, in chunks of about CHUNK bytes
+    (written in C with the accelerator: `write_nodes`)."""
     stack = ["/"]
     while stack:
+        yield write_nodes(tree.nodes, stack, refs, OPEN_ACL_UNSAFE, upto, CHUNK, _node_record)
+    yield _END
+
+
+def py_write_nodes(nodes: dict[str, Node], stack: list[str], refs: dict[int, tuple[tuple[ACL, ...], int]],
+                   open_acl: tuple[ACL, ...], upto: int, limit: int,
+                   record: Callable[[str, Node, dict[int, tuple[tuple[ACL, ...], int]], int], bytes | None]) -> bytes:
+    """The records of the nodes popped from `stack` (paths; each written node's children are
+    pushed, to be popped in sorted order) until `limit` bytes or the stack is empty. A path no
+    longer in `nodes`, or whose `record` is None, is skipped with its subtree."""
+    parts: list[bytes] = []
+    size = 0
+    while stack and size < limit:
         path = stack.pop()
         node = nodes.get(path)
-        if node is None or node.czxid > upto:
-            continue  # deleted, or created after the snapshot began: its create replays
-        acl = node.acl
-        ref = -1 if acl is OPEN_ACL_UNSAFE else refs.get(id(acl), (acl, -1))[1]
-        name = b"" if path == "/" else path.encode("utf-8", "surrogatepass")
-        data = node.data
-        parts.append(b"".join((
-            _INT.pack(len(name)), name, _INT.pack(len(data)), data,
-            _NODE_TAIL.pack(ref, node.czxid, node.mzxid, node.ctime, node.mtime, node.version,
-                            node.cversion, node.aversion, node.ephemeral_owner, node.pzxid))))
-        size += len(data) + len(name) + 84
+        rec = None if node is None else record(path, node, refs, upto)
+        if rec is None:
+            continue
+        parts.append(rec)
+        size += len(rec)
         prefix = "" if path == "/" else path
-        stack.extend(f"{prefix}/{child}" for child in sorted(node.children, reverse=True))
-        if size >= CHUNK:
-            yield b"".join(parts)
-            parts.clear()
-            size = 0
-    parts.append(_END)
-    yield b"".join(parts)
+        stack.extend(f"{prefix}/{child}" for child in sorted(node.children, reverse=True))  # type: ignore[union-attr]
+    return b"".join(parts)
+
+
+def _node_record(path: str, node: Node, refs: dict[int, tuple[tuple[ACL, ...], int]], upto: int) -> bytes | None:
+    """One node's record, or None for a node created after `upto` (its create replays)."""
+    if node.czxid > upto:
+        return None
+    acl = node.acl
+    ref = -1 if acl is OPEN_ACL_UNSAFE else refs.get(id(acl), (acl, -1))[1]
+    name = b"" if path == "/" else path.encode("utf-8", "surrogatepass")
+    data = node.data
+    return b"".join((
+        _INT.pack(len(name)), name, _INT.pack(len(data)), data,
+        _NODE_TAIL.pack(ref, node.czxid, node.mzxid, node.ctime, node.mtime, node.version,
+                        node.cversion, node.aversion, node.ephemeral_owner, node.pzxid)))
+
+
+write_nodes = py_write_nodes if NODE_VIEW is None else NODE_VIEW.write_nodes
 
 
 def _ustring(s: str) -> bytes:

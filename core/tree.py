@@ -172,13 +172,13 @@ def py_node_digest(path: str, node: Node) -> int:
         node.aversion, node.ephemeral_owner), zlib.crc32(node.data, crc))
 
 
-# With the C accelerator, a node's digest and Stat bytes are computed in C (core.native); the
+# With the C accelerator, a node's digest, Stat bytes and snapshot records are made in C (core.native); the
 # Python functions stay for what it hands back to them, and for the tests.
 PY_STAT_BYTES = Node.stat_bytes
-_NODE_VIEW = None if native.MODULE is None else native.MODULE.NodeView(Node, py_node_digest, PY_STAT_BYTES)
-node_digest: Callable[[str, Node], int] = py_node_digest if _NODE_VIEW is None else _NODE_VIEW.digest
-if _NODE_VIEW is not None:
-    Node.stat_bytes = native.method(_NODE_VIEW.stat_bytes)  # type: ignore[method-assign]
+NODE_VIEW = None if native.MODULE is None else native.MODULE.NodeView(Node, py_node_digest, PY_STAT_BYTES)
+node_digest: Callable[[str, Node], int] = py_node_digest if NODE_VIEW is None else NODE_VIEW.digest
+if NODE_VIEW is not None:
+    Node.stat_bytes = native.method(NODE_VIEW.stat_bytes)  # type: ignore[method-assign]
 
 
 @native.fast_constructor

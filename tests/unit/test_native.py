@@ -17,7 +17,9 @@ import core.records
 from core import native
 from core.jute import Record, _jute_kind
 from core.records import ACL, ACL_LISTS, CreateRequest, Id, SetDataRequest
-from core.tree import _NODE_VIEW, PY_STAT_BYTES, Node, py_node_digest
+from core import snapshot
+from core.acl import OPEN_ACL_UNSAFE
+from core.tree import NODE_VIEW, PY_STAT_BYTES, DataTree, Node, py_node_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -171,10 +173,42 @@ def nodes(draw: st.DrawFn) -> Node:
 @needs_native
 @given(node=nodes(), path=st.one_of(st.sampled_from(["/", "/zookeeper", "/zookeeper/quota", "/a/b", "/a\udc80"]), _TEXT))
 def test_node_digest_and_stat_bytes_in_c_are_the_python_ones(node: Node, path: str) -> None:
-    assert _NODE_VIEW is not None
-    assert outcome(_NODE_VIEW.digest, path, node) == outcome(py_node_digest, path, node)
-    assert outcome(_NODE_VIEW.stat_bytes, node) == outcome(PY_STAT_BYTES, node)
+    assert NODE_VIEW is not None
+    assert outcome(NODE_VIEW.digest, path, node) == outcome(py_node_digest, path, node)
+    assert outcome(NODE_VIEW.stat_bytes, node) == outcome(PY_STAT_BYTES, node)
     assert outcome(node.stat_bytes) == outcome(PY_STAT_BYTES, node)
+
+
+@needs_native
+@given(data=st.data(), limit=st.integers(1, 400), upto=st.integers(0, 40))
+def test_snapshot_records_in_c_are_the_python_ones(data: st.DataObject, limit: int, upto: int) -> None:
+    """A tree of odd nodes too (out-of-range values, lone surrogates, shared and unknown ACLs,
+    nodes created after `upto`), written in chunks: the same bytes and the same stack."""
+    tree = DataTree()
+    mine, unknown = (ACL(1, Id("digest", "me:x")),), (ACL(3, Id("ip", "127.0.0.1")),)
+    names = data.draw(st.lists(st.sampled_from(["a", "b", "c", "\udc80", "d"]), min_size=1, max_size=8))
+    paths = ["/"]
+    for i, name in enumerate(names):
+        parent = data.draw(st.sampled_from(paths))
+        path = ("" if parent == "/" else parent) + "/" + name + str(i)
+        node = data.draw(nodes())
+        node.children = frozenset()
+        node.czxid = data.draw(st.integers(0, 50))
+        node.acl = data.draw(st.sampled_from([OPEN_ACL_UNSAFE, mine, unknown]))
+        tree.nodes[path] = node  # placed by hand: the tree's digest refuses odd values
+        tree.nodes[parent].children = {*tree.nodes[parent].children, path.rsplit("/", 1)[1]}
+        paths.append(path)
+    refs = snapshot._acl_refs(tree)
+    refs.pop(id(unknown), None)  # an ACL not in the refs: written as -1, by both
+    c_stack, py_stack = ["/"], ["/"]
+    while py_stack:
+        expected = outcome(snapshot.py_write_nodes, tree.nodes, py_stack, refs, OPEN_ACL_UNSAFE, upto, limit,
+                           snapshot._node_record)
+        assert outcome(snapshot.write_nodes, tree.nodes, c_stack, refs, OPEN_ACL_UNSAFE, upto, limit,
+                       snapshot._node_record) == expected
+        assert c_stack == py_stack
+        if expected[0] != "ok":
+            break
 
 
 @native.fast_constructor
