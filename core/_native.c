@@ -749,11 +749,12 @@ static PyTypeObject MakerType = {
 
 /* -- NodeView ----------------------------------------------------------------------------- */
 
+/* The slots of a node read as values (up to N_VALUES), then the others. */
 enum { N_DATA, N_CZXID, N_MZXID, N_CTIME, N_MTIME, N_VERSION, N_CVERSION, N_AVERSION, N_OWNER,
-       N_PZXID, N_CHILDREN, N_ACL, N_COUNT };
+       N_PZXID, N_CHILDREN, N_VALUES, N_ACL = N_VALUES, N_DIGEST, N_REPLY, N_CHILDREN_REPLY, N_COUNT };
 static const char *node_slots[N_COUNT] = {"data", "czxid", "mzxid", "ctime", "mtime", "version",
                                           "cversion", "aversion", "ephemeral_owner", "pzxid",
-                                          "children", "acl"};
+                                          "children", "acl", "digest", "reply", "children_reply"};
 
 typedef struct {
     PyObject_HEAD
@@ -771,7 +772,7 @@ node_values(NodeView *nv, PyObject *node, int64_t *v)
 {
     if (!PyObject_TypeCheck(node, nv->node_type))
         return 0;
-    for (int i = 0; i < N_COUNT; i++) {
+    for (int i = 0; i < N_VALUES; i++) {
         PyObject *x = SLOT(node, nv->off[i]);
         if (x == NULL)
             return 0;
@@ -783,8 +784,6 @@ node_values(NodeView *nv, PyObject *node, int64_t *v)
             if (!PyAnySet_CheckExact(x))
                 return 0;
             v[i] = PySet_GET_SIZE(x);
-        } else if (i == N_ACL) {
-            v[i] = 0;
         } else {
             int wide = i == N_CZXID || i == N_MZXID || i == N_CTIME || i == N_MTIME || i == N_OWNER || i == N_PZXID;
             if (!as_int64(x, wide ? INT64_MIN : INT32_MIN, wide ? INT64_MAX : INT32_MAX, &v[i]))
@@ -794,25 +793,13 @@ node_values(NodeView *nv, PyObject *node, int64_t *v)
     return 1;
 }
 
-static PyObject *
-nodeview_digest(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
+/* ZooKeeper's node digest from the path's UTF-8 bytes, the data and the node's values. */
+static uint32_t
+digest_of(const char *p, Py_ssize_t plen, PyObject *data, const int64_t *v)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "digest(path, node)");
-        return NULL;
-    }
-    PyObject *path = args[0], *node = args[1];
-    int64_t v[N_COUNT];
-    Py_ssize_t plen;
-    const char *p = PyUnicode_CheckExact(path) ? PyUnicode_AsUTF8AndSize(path, &plen) : NULL;
-    if (p == NULL || !node_values(nv, node, v)) {
-        PyErr_Clear();
-        return PyObject_Vectorcall(nv->py_digest, args, nargs, NULL);
-    }
     if (plen > 10 && memcmp(p, "/zookeeper/", 11) == 0)
-        return PyLong_FromLong(0);
+        return 0;
     uint32_t crc = plen == 1 && p[0] == '/' ? 0 : crc32_update(0, (const unsigned char *)p, plen);
-    PyObject *data = SLOT(node, nv->off[N_DATA]);
     crc = crc32_update(crc, (const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
     unsigned char s[60];  /* ">qqqqqiiiq": czxid mzxid pzxid ctime mtime version cversion aversion owner */
     put64(s, (uint64_t)v[N_CZXID]);
@@ -824,7 +811,25 @@ nodeview_digest(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
     put32(s + 44, (uint32_t)v[N_CVERSION]);
     put32(s + 48, (uint32_t)v[N_AVERSION]);
     put64(s + 52, (uint64_t)v[N_OWNER]);
-    return PyLong_FromUnsignedLong(crc32_update(crc, s, sizeof(s)));
+    return crc32_update(crc, s, sizeof(s));
+}
+
+static PyObject *
+nodeview_digest(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "digest(path, node)");
+        return NULL;
+    }
+    PyObject *path = args[0], *node = args[1];
+    int64_t v[N_VALUES];
+    Py_ssize_t plen;
+    const char *p = PyUnicode_CheckExact(path) ? PyUnicode_AsUTF8AndSize(path, &plen) : NULL;
+    if (p == NULL || !node_values(nv, node, v)) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(nv->py_digest, args, nargs, NULL);
+    }
+    return PyLong_FromUnsignedLong(digest_of(p, plen, SLOT(node, nv->off[N_DATA]), v));
 }
 
 #define CONTAINER_OWNER INT64_MIN
@@ -833,7 +838,7 @@ nodeview_digest(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 nodeview_stat_bytes(NodeView *nv, PyObject *node)
 {
-    int64_t v[N_COUNT];
+    int64_t v[N_VALUES];
     if (!node_values(nv, node, v) || v[N_DATA] > INT32_MAX || v[N_CHILDREN] > INT32_MAX)
         return PyObject_CallOneArg(nv->py_stat_bytes, node);
     int64_t n = v[N_CHILDREN];
@@ -972,7 +977,7 @@ nodeview_write_nodes(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
             continue;  /* deleted meanwhile */
         }
         Py_INCREF(node);  /* the Python record function may run anything */
-        int64_t v[N_COUNT];
+        int64_t v[N_VALUES];
         int done = PyUnicode_CheckExact(path) && node_values(nv, node, v) ? 0 : -2;
         if (done == 0 && v[N_CZXID] > upto)
             done = 2;  /* created after the snapshot began: its create replays */
@@ -1022,6 +1027,146 @@ fail:
     Py_XDECREF(path);
     out_free(&o);
     return NULL;
+}
+
+/* read_plain_nodes(data, off, acls, nodes, no_children) -> (offset, digest sum): see
+ * core.snapshot._read_nodes. Reads snapshot node records from `off` and places each in
+ * `nodes` under its parent, as DataTree.add_node does, while they are plain: a whole record,
+ * a new path in UTF-8 under a parent present, a known ACL ref, no ephemeral owner. Stops
+ * before the first other record (the end marker among them), which the Python code reads. */
+static PyObject *
+nodeview_read_plain_nodes(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyDict_Check(args[2]) || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "read_plain_nodes(data, off, acls, nodes, no_children)");
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t off = PyLong_AsSsize_t(args[1]);
+    if (off == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *acls = args[2], *nodes = args[3], *no_children = args[4];
+    uint64_t total = 0;
+    while (off >= 0 && size - off >= 4) {
+        Py_ssize_t at = off;
+        int32_t plen = (int32_t)be32(buf + at);
+        at += 4;
+        if (plen < 2 || plen > size - at || buf[at] != '/')
+            break;  /* the root (""), the end marker ("/"), a bad or truncated path */
+        const char *p = (const char *)buf + at;
+        at += plen;
+        if (size - at < 4)
+            break;
+        int32_t dlen = (int32_t)be32(buf + at);
+        at += 4;
+        if (dlen < 0)
+            dlen = 0;
+        if (dlen > size - at || size - at - dlen < 68)
+            break;
+        const unsigned char *d = buf + at;
+        at += dlen;
+        const unsigned char *t = buf + at;  /* ">qqqqqiiiqq" */
+        at += 68;
+        int64_t v[N_VALUES];
+        int64_t ref = (int64_t)be64(t);
+        v[N_CZXID] = (int64_t)be64(t + 8);
+        v[N_MZXID] = (int64_t)be64(t + 16);
+        v[N_CTIME] = (int64_t)be64(t + 24);
+        v[N_MTIME] = (int64_t)be64(t + 32);
+        v[N_VERSION] = (int32_t)be32(t + 40);
+        v[N_CVERSION] = (int32_t)be32(t + 44);
+        v[N_AVERSION] = (int32_t)be32(t + 48);
+        v[N_OWNER] = (int64_t)be64(t + 52);
+        v[N_PZXID] = (int64_t)be64(t + 60);
+        if (v[N_OWNER] != 0)
+            break;
+        Py_ssize_t cut = plen - 1;
+        while (p[cut] != '/')
+            cut--;
+        if (cut == plen - 1)
+            break;  /* a path ending in "/": the Python code places it */
+        PyObject *key = PyLong_FromLongLong(ref);
+        PyObject *acl = key == NULL ? NULL : PyDict_GetItemWithError(acls, key);
+        Py_XDECREF(key);
+        PyObject *path = acl == NULL ? NULL : PyUnicode_DecodeUTF8(p, plen, NULL);
+        if (path == NULL) {
+            if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                return NULL;
+            PyErr_Clear();
+            break;  /* an unknown ACL ref, invalid UTF-8 */
+        }
+        PyObject *parent_path = cut == 0 ? PyUnicode_FromStringAndSize("/", 1) : PyUnicode_DecodeUTF8(p, cut, NULL);
+        PyObject *parent = parent_path == NULL ? NULL : PyDict_GetItemWithError(nodes, parent_path);
+        Py_XDECREF(parent_path);
+        int present = parent == NULL ? 0 : PyDict_Contains(nodes, path);
+        PyObject *children = parent == NULL ? NULL : SLOT(parent, nv->off[N_CHILDREN]);
+        if (parent == NULL || present != 0 || children == NULL || !PyAnySet_Check(children)
+                || !PyObject_TypeCheck(parent, nv->node_type)) {
+            Py_DECREF(path);
+            if (PyErr_Occurred())
+                return NULL;
+            break;  /* no parent, or a path already present: the Python code answers */
+        }
+        PyObject *data = PyBytes_FromStringAndSize((const char *)d, dlen);
+        PyObject *name = PyUnicode_DecodeUTF8(p + cut + 1, plen - cut - 1, NULL);
+        uint32_t digest = data == NULL ? 0 : digest_of(p, plen, data, v);
+        PyObject *node = data == NULL || name == NULL ? NULL : nv->node_type->tp_alloc(nv->node_type, 0);
+        PyObject *digest_obj = node == NULL ? NULL : PyLong_FromUnsignedLong(digest);
+        if (digest_obj == NULL) {
+            Py_XDECREF(node);
+            goto fail;
+        }
+        SLOT(node, nv->off[N_DATA]) = data;
+        data = NULL;
+        SLOT(node, nv->off[N_ACL]) = Py_NewRef(acl);
+        static const int ints[] = {N_CZXID, N_MZXID, N_CTIME, N_MTIME, N_VERSION, N_CVERSION, N_AVERSION, N_OWNER, N_PZXID};
+        for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+            PyObject *x = PyLong_FromLongLong(v[ints[i]]);
+            if (x == NULL) {
+                Py_DECREF(digest_obj);
+                Py_DECREF(node);
+                goto fail;
+            }
+            SLOT(node, nv->off[ints[i]]) = x;
+        }
+        SLOT(node, nv->off[N_CHILDREN]) = Py_NewRef(no_children);
+        SLOT(node, nv->off[N_DIGEST]) = digest_obj;
+        SLOT(node, nv->off[N_REPLY]) = Py_NewRef(Py_None);
+        SLOT(node, nv->off[N_CHILDREN_REPLY]) = Py_NewRef(Py_None);
+        /* the parent gains the child (its replies change), as DataTree._add_child */
+        int r;
+        if (PySet_GET_SIZE(children) > 0 && PySet_CheckExact(children)) {
+            r = PySet_Add(children, name);
+        } else {
+            PyObject *fresh = PySet_New(NULL);
+            r = fresh == NULL || PySet_Add(fresh, name) < 0 ? -1 : 0;
+            if (r == 0) {
+                Py_SETREF(SLOT(parent, nv->off[N_CHILDREN]), fresh);
+            } else {
+                Py_XDECREF(fresh);
+            }
+        }
+        if (r == 0) {
+            Py_XSETREF(SLOT(parent, nv->off[N_REPLY]), Py_NewRef(Py_None));
+            Py_XSETREF(SLOT(parent, nv->off[N_CHILDREN_REPLY]), Py_NewRef(Py_None));
+            r = PyDict_SetItem(nodes, path, node);
+        }
+        Py_DECREF(node);
+        Py_DECREF(path);
+        Py_DECREF(name);
+        if (r < 0)
+            return NULL;
+        total += digest;
+        off = at;
+        continue;
+fail:
+        Py_XDECREF(data);
+        Py_XDECREF(name);
+        Py_DECREF(path);
+        return NULL;
+    }
+    return Py_BuildValue("(nK)", off, (unsigned long long)total);
 }
 
 /* NodeView(node_type, py_digest, py_stat_bytes) */
@@ -1079,6 +1224,8 @@ static PyMethodDef nodeview_methods[] = {
     {"digest", (PyCFunction)(void (*)(void))nodeview_digest, METH_FASTCALL,
      "digest(path, node) -> the node's part of the tree digest."},
     {"stat_bytes", (PyCFunction)nodeview_stat_bytes, METH_O, "stat_bytes(node) -> the client Stat's bytes."},
+    {"read_plain_nodes", (PyCFunction)(void (*)(void))nodeview_read_plain_nodes, METH_FASTCALL,
+     "read_plain_nodes(data, off, acls, nodes, no_children) -> (offset, digest sum)."},
     {"write_nodes", (PyCFunction)(void (*)(void))nodeview_write_nodes, METH_FASTCALL,
      "write_nodes(nodes, stack, refs, open_acl, upto, limit, py_record) -> snapshot records' bytes."},
     {NULL},

@@ -36,7 +36,7 @@ CONFIG = "/zookeeper/config"
 SPECIAL_PATHS = frozenset({"/", ZOOKEEPER, QUOTA, CONFIG})  # DataTree.isSpecialPath
 DIGEST_VERSION = 2
 
-_NO_CHILDREN: frozenset[str] = frozenset()
+NO_CHILDREN: frozenset[str] = frozenset()  # every childless node's children
 _MASK64 = (1 << 64) - 1
 _DIGEST_STAT = struct.Struct(">qqqqqiiiq")
 
@@ -121,7 +121,7 @@ class Node:
         self.aversion = aversion
         self.ephemeral_owner = ephemeral_owner
         self.pzxid = pzxid
-        self.children = _NO_CHILDREN
+        self.children = NO_CHILDREN
         self.digest = 0
         self.reply = None
         self.children_reply = None
@@ -317,6 +317,11 @@ class DataTree:
         nodes[path] = node
         self._remember(path, node)
 
+    def count_digests(self, total: int) -> None:
+        """Count the digests of nodes the snapshot reader placed itself (`NODE_VIEW`'s
+        read_plain_nodes: each node holds its own, as `add_node` leaves it)."""
+        self._digest += total
+
     def _replace_node(self, path: str, node: Node) -> None:
         """add_node for the root or a path already present: the node takes over the children."""
         if path in ("", "/"):
@@ -412,7 +417,7 @@ class DataTree:
         if name in children:
             parent.reply = parent.children_reply = None
             if len(children) == 1:
-                parent.children = _NO_CHILDREN
+                parent.children = NO_CHILDREN
             else:
                 children.remove(name)  # type: ignore[union-attr]
         node = nodes.pop(path, None)
