@@ -115,6 +115,10 @@ class WatchManager:
         if not self._by_watcher:  # nobody watches anything (the common case under write load)
             return
         by_path = self._by_path
+        recursive = by_path[RECURSIVE]
+        if not recursive and path not in by_path[DATA] and path not in by_path[CHILD] \
+                and path not in by_path[PERSISTENT]:
+            return  # watches elsewhere, none on this path (nor recursive ones above it)
         found: set[WatchingClient] = set()
         one_shot = (DATA,) if event_type in _DATA_EVENTS else (
             (CHILD,) if event_type == _NODE_CHILDREN_CHANGED else (DATA, CHILD))
@@ -131,7 +135,6 @@ class WatchManager:
         persistent = by_path[PERSISTENT].get(path)
         if persistent:
             found |= persistent
-        recursive = by_path[RECURSIVE]
         if recursive and event_type != _NODE_CHILDREN_CHANGED:
             p = path
             while True:

@@ -14,11 +14,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 import core.records
-from core import native
+from core import native, snapshot
+from core.acl import OPEN_ACL_UNSAFE
 from core.jute import Record, _jute_kind
 from core.records import ACL, ACL_LISTS, CreateRequest, Id, SetDataRequest
-from core import snapshot
-from core.acl import OPEN_ACL_UNSAFE
 from core.tree import NODE_VIEW, PY_STAT_BYTES, DataTree, Node, py_node_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +54,7 @@ def test_the_hot_records_have_a_c_codec() -> None:
 _INT32 = st.integers(-2**31, 2**31 - 1)
 _INT64 = st.integers(-2**63, 2**63 - 1)
 _TEXT = st.text(max_size=12)
-_OPEN = (ACL(31, Id("world", "anyone")),)
+_OPEN = (ACL(31, Id("world", "anyone")),)  # equal to OPEN_ACL_UNSAFE, not the same object
 
 
 def values(hint: Any) -> st.SearchStrategy[Any]:
@@ -103,8 +102,9 @@ def instances(draw: st.DrawFn, cls: Any) -> Any:
 @needs_native
 @given(data=st.data())
 def test_c_codec_encodes_and_decodes_as_the_python_codec(data: st.DataObject) -> None:
-    for cls in NATIVE_RECORDS:  # every record in each example (hypothesis within parametrize
-        obj = data.draw(instances(cls), label=cls.__name__)  # does not run under pytest-twisted)
+    # every record in each example: hypothesis inside pytest.mark.parametrize fails under pytest-twisted
+    for cls in NATIVE_RECORDS:
+        obj = data.draw(instances(cls), label=cls.__name__)
         c, py = cls.native_codec, cls.py_codec
         assert outcome(c.encode, obj) == outcome(py.encode, obj)
         assert (outcome(lambda: b"".join(c.encode_into(obj, [b"<"])))
