@@ -310,8 +310,8 @@ def alternate(servers: list[Server], names: list[str], rounds: int,
               run: Callable[[Server, str, int], dict[str, Any]]) -> Runs:
     """`run(server, name, round)` for every name on every server in turn, `rounds` times, the
     server order reversed every round (A/B/C, C/B/A, ...); the results, each tagged with its round.
-    Each run starts on a quiet machine (`loadgen.wait_until_quiet`): the server measured before
-    it (a JVM compiling and collecting after its run) must not take a core from the next."""
+    Each run starts on a quiet machine (`loadgen.wait_until_quiet`): work left over from the run
+    before (a snapshot being written, a JIT compiling) must not take a core from the next."""
     runs: Runs = {srv.label: {n: [] for n in names} for srv in servers}
     width = max(9, *map(len, names))
     for rnd in range(rounds):
