@@ -865,8 +865,10 @@ nodeview_stat_bytes(NodeView *nv, PyObject *node)
     return b;
 }
 
-/* Append one node's snapshot record (ustring path, buffer data, long aclRef, StatPersisted);
- * 1 written, 0 the Python record function must write it, -1 an exception. */
+enum { R_ERROR = -1, R_PYTHON = 0, R_WRITTEN = 1, R_SKIPPED = 2 };
+
+/* Append one node's snapshot record (ustring path, buffer data, long aclRef, StatPersisted):
+ * R_WRITTEN, R_PYTHON (the Python record function must write it) or R_ERROR (an exception). */
 static int
 snapshot_record(NodeView *nv, PyObject *path, PyObject *node, const int64_t *v, PyObject *refs,
                 PyObject *open_acl, Out *o)
@@ -876,22 +878,22 @@ snapshot_record(NodeView *nv, PyObject *path, PyObject *node, const int64_t *v, 
     if (acl != open_acl) {
         PyObject *key = PyLong_FromVoidPtr(acl);
         if (key == NULL)
-            return -1;
+            return R_ERROR;
         PyObject *entry = PyDict_GetItemWithError(refs, key);
         Py_DECREF(key);
         if (entry == NULL && PyErr_Occurred())
-            return -1;
+            return R_ERROR;
         if (entry != NULL) {
             if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2
                     || !as_int64(PyTuple_GET_ITEM(entry, 1), INT64_MIN, INT64_MAX, &ref))
-                return 0;
+                return R_PYTHON;
         }
     }
     Py_ssize_t plen;
     const char *p = PyUnicode_AsUTF8AndSize(path, &plen);
     if (p == NULL) {  /* lone surrogates: the Python record encodes them */
         PyErr_Clear();
-        return 0;
+        return R_PYTHON;
     }
     if (plen == 1 && p[0] == '/')
         plen = 0;
@@ -899,7 +901,7 @@ snapshot_record(NodeView *nv, PyObject *path, PyObject *node, const int64_t *v, 
     Py_ssize_t dlen = PyBytes_GET_SIZE(data);
     unsigned char *w = out_reserve(o, 4 + plen + 4 + dlen + 68);
     if (w == NULL)
-        return -1;
+        return R_ERROR;
     put32(w, (uint32_t)plen);
     memcpy(w + 4, p, plen);
     w += 4 + plen;
@@ -916,7 +918,7 @@ snapshot_record(NodeView *nv, PyObject *path, PyObject *node, const int64_t *v, 
     put32(w + 48, (uint32_t)v[N_AVERSION]);
     put64(w + 52, (uint64_t)v[N_OWNER]);
     put64(w + 60, (uint64_t)v[N_PZXID]);
-    return 1;
+    return R_WRITTEN;
 }
 
 /* Push `path`'s children's paths on `stack`, in reverse sorted order (popped in order). */
@@ -978,17 +980,18 @@ nodeview_write_nodes(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
         }
         Py_INCREF(node);  /* the Python record function may run anything */
         int64_t v[N_VALUES];
-        int done = PyUnicode_CheckExact(path) && node_values(nv, node, v) ? 0 : -2;
-        if (done == 0 && v[N_CZXID] > upto)
-            done = 2;  /* created after the snapshot began: its create replays */
-        else if (done == 0)
+        /* what became of the node: as snapshot_record answers (R_ERROR, R_PYTHON, R_WRITTEN), or R_SKIPPED */
+        int done = PyUnicode_CheckExact(path) && node_values(nv, node, v) ? R_WRITTEN : R_PYTHON;
+        if (done == R_WRITTEN && v[N_CZXID] > upto)
+            done = R_SKIPPED;  /* created after the snapshot began: its create replays */
+        else if (done == R_WRITTEN)
             done = snapshot_record(nv, path, node, v, refs, open_acl, &o);
-        if (done == 0 || done == -2) {  /* the Python record function: bytes, or None to skip */
+        if (done == R_PYTHON) {  /* the Python record function: bytes, or None to skip */
             PyErr_Clear();
             PyObject *rec = PyObject_CallFunctionObjArgs(py_record, path, node, args[2], args[4], NULL);
             if (rec == NULL)
                 goto fail_node;
-            done = 2;
+            done = R_SKIPPED;
             if (rec != Py_None) {
                 unsigned char *w = PyBytes_Check(rec) ? out_reserve(&o, PyBytes_GET_SIZE(rec)) : NULL;
                 if (w == NULL) {
@@ -998,22 +1001,22 @@ nodeview_write_nodes(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
                     goto fail_node;
                 }
                 memcpy(w, PyBytes_AS_STRING(rec), PyBytes_GET_SIZE(rec));
-                done = 1;
+                done = R_WRITTEN;
             }
             Py_DECREF(rec);
         }
-        if (done == 1) {
+        if (done == R_WRITTEN) {
             PyObject *children = SLOT(node, nv->off[N_CHILDREN]);
             if (children == NULL || !PyAnySet_Check(children)) {
                 PyErr_SetString(PyExc_TypeError, "a node's children are a set");
-                done = -1;
+                done = R_ERROR;
             } else if (push_children(stack, path, children) < 0) {
-                done = -1;
+                done = R_ERROR;
             }
         }
         Py_DECREF(node);
         Py_CLEAR(path);
-        if (done < 0)
+        if (done == R_ERROR)
             goto fail;
         continue;
 fail_node:

@@ -79,6 +79,11 @@ _Record = Node | _Change
 _Handler = Callable[[int, Any, Request, int], Any]
 
 
+def _error_txn(request: Request, zxid: int, now: int, code: int) -> Txn:
+    """The error txn a write that failed in prep becomes (ErrorTxn(code), with its zxid)."""
+    return Txn(request.session_id, request.cxid, zxid, now, OpCode.error, ErrorTxn(code))
+
+
 def _nchildren(rec: _Record) -> int:
     return rec.nchildren if type(rec) is _Change else len(rec.children)  # type: ignore[union-attr]
 
@@ -145,7 +150,7 @@ class Prep:
                 raise ZKError(Code.UNIMPLEMENTED)
             body = handler(t, request.record, request, zxid)
         except ZKError as e:
-            return Txn(request.session_id, request.cxid, zxid, now, OpCode.error, ErrorTxn(e.code))
+            return _error_txn(request, zxid, now, e.code)
         return Txn(request.session_id, request.cxid, zxid, now, t, body)
 
     def applied(self, zxid: int) -> None:
@@ -346,7 +351,7 @@ class Prep:
         try:
             plan = self._multi_plan(request.record)
         except ZKError as e:
-            return Txn(request.session_id, request.cxid, zxid, now, OpCode.error, ErrorTxn(e.code))
+            return _error_txn(request, zxid, now, e.code)
         failed: int | None = None
         if plan:
             try:

@@ -172,8 +172,8 @@ def py_node_digest(path: str, node: Node) -> int:
         node.aversion, node.ephemeral_owner), zlib.crc32(node.data, crc))
 
 
-# With the C accelerator, a node's digest, Stat bytes and snapshot records are made in C (core.native); the
-# Python functions stay for what it hands back to them, and for the tests.
+# With the C accelerator, a node's digest, Stat bytes and snapshot records are made in C
+# (core.native); the Python functions stay for what it hands back to them, and for the tests.
 PY_STAT_BYTES = Node.stat_bytes
 NODE_VIEW = None if native.MODULE is None else native.MODULE.NodeView(Node, py_node_digest, PY_STAT_BYTES)
 node_digest: Callable[[str, Node], int] = py_node_digest if NODE_VIEW is None else NODE_VIEW.digest
