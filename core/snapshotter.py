@@ -82,6 +82,7 @@ class Snapshotter:
         self.logged = 0
         self.threshold = self._next_threshold()
         self.running = False
+        self._on_done: list[Deferred[Any]] = []  # final()'s waits for the snapshot being taken
         self.cooperator = Cooperator(scheduler=lambda work: server.reactor.callLater(0, work))
         self.purger = LoopingCall(self.purge)
         self.purger.clock = server.reactor
@@ -140,15 +141,23 @@ class Snapshotter:
         return d
 
     def final(self) -> Deferred[Any] | None:
-        """When the server stops: snapshot the tree if txns were logged since the last snapshot
-        and none is being taken, so that the next start loads it instead of replaying the log.
+        """When the server stops: let a snapshot being taken finish, then snapshot the tree if
+        txns were logged since, so that the next start loads it instead of replaying the log.
         The Deferred (None when there is nothing to do) fires once it is saved."""
-        if self.running or not self.logged:
+        if self.running:
+            finished: Deferred[Any] = Deferred()
+            self._on_done.append(finished)
+            finished.addCallback(lambda _: self.final())
+            return finished
+        if not self.logged:
             return None
         return self.take()
 
     def _done(self, result: Any) -> Any:
         self.running = False
+        waiting, self._on_done = self._on_done, []
+        for d in waiting:
+            d.callback(None)
         return result
 
     def purge(self) -> Deferred[None]:

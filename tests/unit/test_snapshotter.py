@@ -6,10 +6,15 @@ import os
 
 import pytest
 
+from twisted.internet.task import Clock
+
+from core.config import parse
 from core.opcodes import OpCode
 from core.records import ACL, CreateTxn, Id, SetDataTxn
 from core.snapshot import deserialize, serialize
+from core.server import ZKServer
 from core.snapshotter import read_child, serialize_in_child
+from core.storage_thread import StorageThread
 from core.tree import DataTree
 from core.txn import Txn
 
@@ -53,3 +58,27 @@ def test_a_failing_child_is_an_error() -> None:
     pid, read_end = serialize_in_child(tree, {}, tree.last_zxid)
     with pytest.raises(OSError, match="snapshot child"):
         read_child(pid, read_end)
+
+
+def test_stopping_waits_for_the_snapshot_being_taken_then_takes_one_of_what_came_after() -> None:
+    """final() while a snapshot is being serialized: it fires only once that snapshot is saved,
+    and a txn logged meanwhile gets a snapshot of its own (none is dropped at a stop)."""
+    clock = Clock()
+    server = ZKServer(parse("tickTime=2000\nclientPort=0\nstorage=memory\n"), clock)
+    server.storage = StorageThread(clock, threaded=False)  # serialized in slices on the clock
+    server.store.open()
+    for i in range(2000):
+        server.tree.apply(Txn(1, i, i + 1, 1000, OpCode.create, CreateTxn(f"/n{i}", b"v", OPEN, False, -1)))
+    snapshotter = server.snapshotter
+    first = snapshotter.take()
+    stopping = snapshotter.final()
+    assert stopping is not None and not first.called and not stopping.called
+    server.tree.apply(Txn(1, 9, 2001, 1000, OpCode.setData, SetDataTxn("/n1", b"w", 1)))
+    snapshotter.txn_logged()  # while the first is being taken: no second one yet
+    for _ in range(10_000):
+        if stopping.called:
+            break
+        clock.advance(0)
+    assert first.called and stopping.called
+    assert sorted(server.store._snapshots) == [2000, 2001]
+    assert snapshotter.final() is None  # nothing logged since
