@@ -11,6 +11,9 @@
  * NodeView: ZooKeeper's node digest (CRC32 of path, data and persisted stat) and a node's
  * client Stat bytes, from a core.tree.Node's slots; out-of-range values go to the Python
  * functions, which raise what they raise.
+ *
+ * txn_encoder: core.txn's encode_txn (a log entry's bytes) from a Txn's slots and the body
+ * records' Codecs; any txn it does not encode alike goes to the Python encode_txn.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -131,7 +134,10 @@ out_reserve(Out *o, Py_ssize_t n)
 
 /* -- CRC32 (IEEE, as zlib.crc32 and java.util.zip.CRC32) ------------------------------------ */
 
-static uint32_t crc_table[256];
+/* Slicing-by-8: crc_table[k][b] is the CRC of byte b followed by k zero bytes, so eight
+   bytes are folded in per step instead of one (the byte-wise loop is a chain of dependent
+   table loads: it was most of a node digest's time). */
+static uint32_t crc_table[8][256];
 
 static void
 crc_init(void)
@@ -140,16 +146,32 @@ crc_init(void)
         uint32_t c = i;
         for (int k = 0; k < 8; k++)
             c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[i] = c;
+        crc_table[0][i] = c;
     }
+    for (int k = 1; k < 8; k++)
+        for (uint32_t i = 0; i < 256; i++)
+            crc_table[k][i] = (crc_table[k - 1][i] >> 8) ^ crc_table[0][crc_table[k - 1][i] & 0xff];
+}
+
+static inline uint32_t
+load_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static uint32_t
 crc32_update(uint32_t crc, const unsigned char *p, Py_ssize_t n)
 {
     crc = ~crc;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint32_t lo = load_le32(p) ^ crc, hi = load_le32(p + 4);
+        crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+              crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
+              crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
+              crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+    }
     while (n--)
-        crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+        crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
 }
 
@@ -1247,6 +1269,135 @@ static PyTypeObject NodeViewType = {
     .tp_methods = nodeview_methods,
 };
 
+/* -- txn encoder -------------------------------------------------------------------------- */
+
+/* encode_txn(txn) for core.txn: TxnHeader (clientId q, cxid i, zxid q, time q, type i), the
+ * body by its type's Codec (a multi: the count, then each sub-txn's type, length and body),
+ * then the TxnDigest if any. The function's `self` is the tuple made by txn_encoder: (Txn
+ * class, slot offsets as bytes, {type: Codec}, the TxnDigest Codec, the multi type, the Python
+ * encode_txn), which gets every txn this code does not encode exactly as it would. */
+enum { TE_CLS, TE_OFFSETS, TE_BODIES, TE_DIGEST, TE_MULTI, TE_PY, TE_COUNT };
+enum { TX_CLIENT, TX_CXID, TX_ZXID, TX_TIME, TX_TYPE, TX_BODY, TX_DIGEST, TX_COUNT };
+static const char *txn_slots[TX_COUNT] = {"clientId", "cxid", "zxid", "time", "type", "body", "digest"};
+
+/* 1 encoded, 0 for the Python code, -1 error. */
+static int
+encode_txn_to(PyObject *spec, PyObject *txn, Out *o)
+{
+    if (!Py_IS_TYPE(txn, (PyTypeObject *)PyTuple_GET_ITEM(spec, TE_CLS)))
+        return 0;
+    const Py_ssize_t *off = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, TE_OFFSETS));
+    PyObject *bodies = PyTuple_GET_ITEM(spec, TE_BODIES);
+    int64_t h[5];
+    static const int64_t lo[5] = {INT64_MIN, INT32_MIN, INT64_MIN, INT64_MIN, INT32_MIN};
+    static const int64_t hi[5] = {INT64_MAX, INT32_MAX, INT64_MAX, INT64_MAX, INT32_MAX};
+    for (int i = 0; i < 5; i++) {
+        PyObject *v = SLOT(txn, off[i]);
+        if (v == NULL || !as_int64(v, lo[i], hi[i], &h[i]))
+            return 0;
+    }
+    unsigned char *p = out_reserve(o, 32);
+    if (p == NULL)
+        return -1;
+    put64(p, (uint64_t)h[TX_CLIENT]);
+    put32(p + 8, (uint32_t)h[TX_CXID]);
+    put64(p + 12, (uint64_t)h[TX_ZXID]);
+    put64(p + 20, (uint64_t)h[TX_TIME]);
+    put32(p + 28, (uint32_t)h[TX_TYPE]);
+    PyObject *body = SLOT(txn, off[TX_BODY]), *digest = SLOT(txn, off[TX_DIGEST]);
+    if (body == NULL || digest == NULL)
+        return 0;
+    if (h[TX_TYPE] == PyLong_AsLong(PyTuple_GET_ITEM(spec, TE_MULTI))) {
+        if (!PyList_CheckExact(body) || PyList_GET_SIZE(body) > INT32_MAX)
+            return 0;
+        Py_ssize_t n = PyList_GET_SIZE(body);
+        if ((p = out_reserve(o, 4)) == NULL)
+            return -1;
+        put32(p, (uint32_t)n);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *sub = PyList_GET_ITEM(body, i);
+            if (!PyTuple_CheckExact(sub) || PyTuple_GET_SIZE(sub) != 2)
+                return 0;
+            int64_t st;
+            if (!as_int64(PyTuple_GET_ITEM(sub, 0), INT32_MIN, INT32_MAX, &st))
+                return 0;
+            PyObject *codec = PyDict_GetItemWithError(bodies, PyTuple_GET_ITEM(sub, 0));
+            if (codec == NULL)
+                return PyErr_Occurred() ? -1 : 0;
+            if (out_reserve(o, 8) == NULL)
+                return -1;
+            Py_ssize_t at = o->len - 8;
+            int r = codec_encode_to((Codec *)codec, PyTuple_GET_ITEM(sub, 1), o);
+            if (r != 1)
+                return r;
+            put32(o->p + at, (uint32_t)st);
+            put32(o->p + at + 4, (uint32_t)(o->len - at - 8));
+        }
+    } else if (body != Py_None) {
+        PyObject *codec = PyDict_GetItemWithError(bodies, SLOT(txn, off[TX_TYPE]));
+        if (codec == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        int r = codec_encode_to((Codec *)codec, body, o);
+        if (r != 1)
+            return r;
+    }
+    if (digest != Py_None)
+        return codec_encode_to((Codec *)PyTuple_GET_ITEM(spec, TE_DIGEST), digest, o);
+    return 1;
+}
+
+static PyObject *
+encode_txn(PyObject *spec, PyObject *txn)
+{
+    Out o;
+    out_init(&o);
+    int r = encode_txn_to(spec, txn, &o);
+    PyObject *b = r == 1 ? PyBytes_FromStringAndSize((const char *)o.p, o.len) : NULL;
+    out_free(&o);
+    if (r == 0)
+        return PyObject_CallOneArg(PyTuple_GET_ITEM(spec, TE_PY), txn);
+    return b;
+}
+
+static PyMethodDef encode_txn_def = {"encode_txn", encode_txn, METH_O, "encode_txn(txn) -> a log entry's bytes."};
+
+/* txn_encoder(Txn, bodies, digest_codec, multi_type, py_encode_txn) -> encode_txn */
+static PyObject *
+txn_encoder(PyObject *module, PyObject *args)
+{
+    PyObject *cls, *bodies, *digest, *multi, *py;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O:txn_encoder", &PyType_Type, &cls, &PyDict_Type, &bodies,
+                          &CodecType, &digest, &PyLong_Type, &multi, &py))
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(bodies, &pos, &k, &v)) {
+        if (!PyLong_CheckExact(k) || !Py_IS_TYPE(v, &CodecType)) {
+            PyErr_SetString(PyExc_TypeError, "bodies: {int: Codec}");
+            return NULL;
+        }
+    }
+    PyObject *offsets = PyBytes_FromStringAndSize(NULL, TX_COUNT * sizeof(Py_ssize_t));
+    if (offsets == NULL)
+        return NULL;
+    Py_ssize_t *off = (Py_ssize_t *)PyBytes_AS_STRING(offsets);
+    for (int i = 0; i < TX_COUNT; i++) {
+        PyObject *name = PyUnicode_FromString(txn_slots[i]);
+        off[i] = name == NULL ? -1 : slot_offset((PyTypeObject *)cls, name);
+        Py_XDECREF(name);
+        if (off[i] < 0) {
+            Py_DECREF(offsets);
+            return NULL;
+        }
+    }
+    PyObject *spec = Py_BuildValue("(ONOOOO)", cls, offsets, bodies, digest, multi, py);
+    if (spec == NULL)
+        return NULL;
+    PyObject *f = PyCFunction_NewEx(&encode_txn_def, spec, NULL);
+    Py_DECREF(spec);
+    return f;
+}
+
 /* -- module ------------------------------------------------------------------------------- */
 
 static PyObject *
@@ -1258,6 +1409,8 @@ instancemethod(PyObject *module, PyObject *func)
 static PyMethodDef module_methods[] = {
     {"install_constructor", install_constructor, METH_VARARGS,
      "install_constructor(cls, names, defaults): a C constructor for a slotted dataclass."},
+    {"txn_encoder", txn_encoder, METH_VARARGS,
+     "txn_encoder(Txn, bodies, digest_codec, multi_type, py_encode_txn) -> encode_txn(txn)."},
     {"instancemethod", instancemethod, METH_O,
      "instancemethod(f): a descriptor that binds f to an instance as a function does."},
     {NULL},

@@ -1,13 +1,14 @@
 """The optional C accelerator of the per-request hot path, and the switch to run without it.
 
 `core/_native.c` (built by `pip install` where a C compiler and Python's headers are, which
-setup.py marks optional) gives in C: a jute record's codec (core.jute), a znode's digest, Stat
-bytes and snapshot records, written and read (core.tree, core.snapshot), and the constructors
-of the slotted dataclasses made per write (`fast_constructor`). Each C function hands anything
-it does not handle exactly as the Python code does (a value out of range, an unusual type, a
-record out of the common run) to the Python code it stands in for, so results and errors are
-the Python code's. `MODULE` is None where it was not built, or with ZKSERVER_PURE_PYTHON=1 in the
-environment: then the server runs the Python code alone, as the tests check.
+setup.py marks optional) gives in C: a jute record's codec (core.jute), a txn's log-entry bytes
+(core.txn), a znode's digest, Stat bytes and snapshot records, written and read (core.tree,
+core.snapshot), and the constructors of the slotted dataclasses made per write
+(`fast_constructor`). Each C function hands anything it does not handle exactly as the Python
+code does (a value out of range, an unusual type, a record out of the common run) to the Python
+code it stands in for, so results and errors are the Python code's. `MODULE` is None where it
+was not built, or with ZKSERVER_PURE_PYTHON=1 in the environment: then the server runs the
+Python code alone, as the tests check.
 """
 
 from __future__ import annotations

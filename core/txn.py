@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from core import native
@@ -57,8 +58,9 @@ class Txn:
     digest: TxnDigest | None = None
 
 
-def encode_txn(txn: Txn) -> bytes:
-    """The log-entry payload: TxnHeader, body, then TxnDigest if present."""
+def py_encode_txn(txn: Txn) -> bytes:
+    """The log-entry payload: TxnHeader, body, then TxnDigest if present (`encode_txn` is
+    this, or the accelerator's equivalent, which hands it what it does not encode alike)."""
     t = txn.type
     parts = [_HEADER.pack(txn.clientId, txn.cxid, txn.zxid, txn.time, t)]
     if t == _MULTI:  # MultiTxn: the count, then each sub-txn's type and body
@@ -71,6 +73,17 @@ def encode_txn(txn: Txn) -> bytes:
     if txn.digest is not None:
         TxnDigest.encode_into(txn.digest, parts)
     return b"".join(parts)
+
+
+def _encode_txn() -> Any:
+    """The accelerator's encode_txn over the body records' C codecs, or py_encode_txn."""
+    codecs = {int(t): cls.native_codec for t, cls in BODY.items() if cls.native_codec is not None}
+    if native.MODULE is None or TxnDigest.native_codec is None:
+        return py_encode_txn
+    return native.MODULE.txn_encoder(Txn, codecs, TxnDigest.native_codec, int(_MULTI), py_encode_txn)
+
+
+encode_txn: Callable[[Txn], bytes] = _encode_txn()
 
 
 def decode_txn(data: bytes) -> Txn:

@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import core.records
 from core import native, snapshot
 from core.acl import OPEN_ACL_UNSAFE
 from core.jute import Record, _jute_kind
 from core.records import ACL, ACL_LISTS, CreateRequest, Id, SetDataRequest
+from core.opcodes import OpCode
+from core.records import SetDataTxn, TxnDigest
+from core.txn import BODY, Txn, encode_txn, py_encode_txn
 from core.tree import NODE_VIEW, PY_STAT_BYTES, DataTree, Node, py_node_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,11 +92,11 @@ def odd_values(hint: Any) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def instances(draw: st.DrawFn, cls: Any) -> Any:
-    """A record of in-range values; one time in three, one field holds an odd value."""
+def instances(draw: st.DrawFn, cls: Any, odd: bool = True) -> Any:
+    """A record of in-range values; with `odd`, one time in three one field holds an odd value."""
     fields = cls._jute_fields
     args = [draw(values(h)) for _, h in fields]
-    if fields and draw(st.integers(0, 2)) == 0:
+    if odd and fields and draw(st.integers(0, 2)) == 0:
         i = draw(st.integers(0, len(fields) - 1))
         args[i] = draw(odd_values(fields[i][1]))
     return cls(*args)
@@ -118,6 +121,40 @@ def test_c_codec_encodes_and_decodes_as_the_python_codec(data: st.DataObject) ->
         lead = data.draw(st.binary(max_size=4))
         for buf, off in ((raw, 0), (raw[:cut], 0), (lead + raw + tail, len(lead)), (bytearray(raw), 0)):
             assert outcome(c.decode, buf, off) == outcome(py.decode, buf, off), cls
+
+
+@st.composite
+def txns(draw: st.DrawFn) -> Txn:
+    """A Txn of any type BODY knows (a multi of such sub-txns), with or without a digest; now
+    and then an odd one: a header value out of range, an unknown type, a body of another type,
+    a multi's body not a list of pairs."""
+    types = sorted(BODY)
+    t = draw(st.one_of(st.just(OpCode.multi), st.sampled_from(types)))
+    if t == OpCode.multi:
+        subs = draw(st.lists(st.sampled_from(types), max_size=4))
+        body: Any = [(st_, draw(instances(BODY[st_], odd=draw(st.integers(0, 9)) == 0))) for st_ in subs]
+    else:
+        body = draw(st.one_of(st.none(), instances(BODY[t])))
+    digest = draw(st.one_of(st.none(), instances(TxnDigest)))
+    header = [draw(_INT64), draw(_INT32), draw(_INT64), draw(_INT64), int(t)]
+    odd = draw(st.integers(0, 9))
+    if odd == 0:
+        header[draw(st.integers(0, 4))] = draw(st.sampled_from([2**63, -2**31 - 1, 2**31, None, 1.5]))
+    elif odd == 1:
+        header[4] = draw(st.sampled_from([-2, 99, 1000]))
+    elif odd == 2:
+        body = draw(st.sampled_from([5, (), [(5,)], [[5, None]], ((5, SetDataTxn("/a", b"", 1)),)]))
+    elif odd == 3 and body:
+        body = draw(instances(core.records.Stat))
+    return Txn(*header, body, digest)
+
+
+@needs_native
+@settings(max_examples=300)
+@given(txn=txns())
+def test_a_txn_is_encoded_in_c_as_in_python(txn: Txn) -> None:
+    assert encode_txn is not py_encode_txn
+    assert outcome(encode_txn, txn) == outcome(py_encode_txn, txn)
 
 
 @needs_native
