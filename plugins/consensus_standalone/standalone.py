@@ -80,8 +80,9 @@ class StandaloneConsensus:
             self.writing = True
             self.server.reactor.callLater(0, self.write)
 
-    def write(self) -> None:
-        """Append everything queued in one batch; commit it when durable."""
+    def write(self, inline: bool = True) -> None:
+        """Append everything queued in one batch; commit it when durable. `inline=False`: never
+        on the reactor itself (the caller is applying the batch before this one)."""
         batch, self.queue = self.queue, []
         payloads = [(t.zxid, encode_txn(t)) for t in batch if type(t) is Txn]
         storage = self.server.storage
@@ -92,14 +93,21 @@ class StandaloneConsensus:
         self.received_at_last_write = received
         if not payloads:
             d: Deferred[None] = succeed(None)
-        elif alone:
+        elif alone and inline:
             d = storage.run_small(self.store.append, payloads)
         else:
             d = storage.run(self.store.append, payloads)
         d.addCallbacks(lambda _: self.committed(batch), self.failed)
 
     def committed(self, batch: list[Txn | Request]) -> None:
+        """Apply a durable batch and answer it. With a storage thread, the batch queued behind
+        it goes to the log first, so that its append overlaps this batch's apply. Otherwise (no
+        storage thread: a store call completes at once; or a batch of syncs alone, which
+        completes at once) the next batch is written after this one is applied."""
         assert self.prep is not None
+        overlap = self.server.storage.threaded and any(type(item) is Txn for item in self.queue)
+        if overlap:
+            self.write(inline=False)
         server = self.server
         last = 0
         for item in batch:
@@ -111,10 +119,11 @@ class StandaloneConsensus:
         if last:
             self.prep.applied(last)  # nothing is prepped while the batch is applied
         server.flush()
-        if self.queue:
-            self.write()
-        else:
-            self.writing = False
+        if not overlap:
+            if self.queue:
+                self.write()
+            else:
+                self.writing = False
 
     def failed(self, failure: Failure) -> None:
         """The store could not make a batch durable (its append raised): stop serving clients,
