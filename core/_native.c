@@ -12,6 +12,8 @@
  * client Stat bytes, from a core.tree.Node's slots; out-of-range values go to the Python
  * functions, which raise what they raise.
  *
+ * multi_decoder: core.requests's decode_multi (a multi request's ops) with the records' Codecs.
+ *
  * txn_encoder: core.txn's encode_txn (a log entry's bytes) from a Txn's slots and the body
  * records' Codecs; any txn it does not encode alike goes to the Python encode_txn.
  */
@@ -1269,6 +1271,117 @@ static PyTypeObject NodeViewType = {
     .tp_methods = nodeview_methods,
 };
 
+/* -- multi decoder ------------------------------------------------------------------------ */
+
+static PyObject *str_native_codec, *str_path;
+
+/* decode_multi(buf, off, allowed) for core.requests: each (MultiHeader, record) up to the
+ * header marked done, as a list of (op, record); None where the Python code gives None (a
+ * truncation, an op `allowed` lacks, a record that does not decode or has a null path). The
+ * function's `self` is the Python decode_multi, which gets every call this code does not
+ * decode alike (a record without a C codec, or one its codec hands to Python). */
+static PyObject *
+decode_multi(PyObject *py, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t off = nargs == 3 && PyLong_CheckExact(args[1]) ? PyLong_AsSsize_t(args[1]) : -1;
+    Py_buffer view;
+    if (off < 0 || !PyDict_CheckExact(args[2]) || PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    }
+    const unsigned char *buf = view.buf;
+    Py_ssize_t size = view.len, at = off;
+    PyObject *ops = PyList_New(0), *result = NULL;
+    if (ops == NULL)
+        goto done;
+    for (;;) {
+        if (at > size || size - at < 9) {  /* the header does not fit: struct.error */
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        int32_t op = (int32_t)be32(buf + at);
+        int finished = buf[at + 4] != 0;
+        at += 9;
+        if (finished) {
+            result = Py_NewRef(ops);
+            goto done;
+        }
+        PyObject *key = PyLong_FromLong(op);
+        if (key == NULL)
+            goto done;
+        PyObject *cls = PyDict_GetItemWithError(args[2], key);  /* borrowed */
+        if (cls == NULL) {
+            Py_DECREF(key);
+            if (!PyErr_Occurred())
+                result = Py_NewRef(Py_None);
+            goto done;
+        }
+        PyObject *codec = PyObject_GetAttr(cls, str_native_codec);
+        if (codec == NULL || !Py_IS_TYPE(codec, &CodecType)) {
+            Py_DECREF(key);
+            Py_XDECREF(codec);
+            PyErr_Clear();
+            goto fallback;
+        }
+        int status = 0;
+        PyObject *rec = codec_decode_at((Codec *)codec, (Codec *)codec, buf, size, &at, &status);
+        PyObject *error = ((Codec *)codec)->error;
+        Py_DECREF(codec);
+        if (rec == NULL) {
+            Py_DECREF(key);
+            if (status == D_FALLBACK)
+                goto fallback;
+            if (PyErr_ExceptionMatches(error)) {  /* JuteError: MARSHALLINGERROR */
+                PyErr_Clear();
+                result = Py_NewRef(Py_None);
+            }
+            goto done;
+        }
+        PyObject *path = PyObject_GetAttr(rec, str_path);
+        if (path == NULL && PyErr_ExceptionMatches(PyExc_AttributeError))
+            PyErr_Clear();  /* no path: as getattr(rec, "path", "") */
+        else if (path == NULL || path == Py_None) {
+            Py_XDECREF(path);
+            Py_DECREF(key);
+            Py_DECREF(rec);
+            if (!PyErr_Occurred())
+                result = Py_NewRef(Py_None);
+            goto done;
+        }
+        Py_XDECREF(path);
+        PyObject *pair = PyTuple_New(2);
+        if (pair == NULL) {
+            Py_DECREF(key);
+            Py_DECREF(rec);
+            goto done;
+        }
+        PyTuple_SET_ITEM(pair, 0, key);
+        PyTuple_SET_ITEM(pair, 1, rec);
+        int r = PyList_Append(ops, pair);
+        Py_DECREF(pair);
+        if (r < 0)
+            goto done;
+    }
+fallback:
+    PyBuffer_Release(&view);
+    Py_XDECREF(ops);
+    return PyObject_Vectorcall(py, args, nargs, NULL);
+done:
+    PyBuffer_Release(&view);
+    Py_XDECREF(ops);
+    return result;
+}
+
+static PyMethodDef decode_multi_def = {"decode_multi", (PyCFunction)(void (*)(void))decode_multi, METH_FASTCALL,
+                                       "decode_multi(buf, off, allowed) -> [(op, record)] or None."};
+
+/* multi_decoder(py_decode_multi) -> decode_multi */
+static PyObject *
+multi_decoder(PyObject *module, PyObject *py)
+{
+    return PyCFunction_NewEx(&decode_multi_def, py, NULL);
+}
+
 /* -- txn encoder -------------------------------------------------------------------------- */
 
 /* encode_txn(txn) for core.txn: TxnHeader (clientId q, cxid i, zxid q, time q, type i), the
@@ -1409,6 +1522,8 @@ instancemethod(PyObject *module, PyObject *func)
 static PyMethodDef module_methods[] = {
     {"install_constructor", install_constructor, METH_VARARGS,
      "install_constructor(cls, names, defaults): a C constructor for a slotted dataclass."},
+    {"multi_decoder", multi_decoder, METH_O,
+     "multi_decoder(py_decode_multi) -> decode_multi(buf, off, allowed)."},
     {"txn_encoder", txn_encoder, METH_VARARGS,
      "txn_encoder(Txn, bodies, digest_codec, multi_type, py_encode_txn) -> encode_txn(txn)."},
     {"instancemethod", instancemethod, METH_O,
@@ -1430,7 +1545,9 @@ PyInit__native(void)
     str_last = PyUnicode_InternFromString("last");
     str_bytes_of = PyUnicode_InternFromString("bytes_of");
     str_maker = PyUnicode_InternFromString("_native_maker");
-    if (str_last == NULL || str_bytes_of == NULL || str_maker == NULL)
+    str_native_codec = PyUnicode_InternFromString("native_codec");
+    str_path = PyUnicode_InternFromString("path");
+    if (str_last == NULL || str_bytes_of == NULL || str_maker == NULL || str_native_codec == NULL || str_path == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)

@@ -4,8 +4,10 @@ leader decoding the REQUESTs its followers forward)."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
+from core import native
 from core.jute import JuteError
 from core.opcodes import OpCode
 from core.records import (
@@ -50,9 +52,10 @@ def decode_record(cls: Any, buf: bytes, off: int) -> Any:
     return None if getattr(record, "path", "") is None else record
 
 
-def decode_multi(buf: bytes, off: int, allowed: dict[int, Any]) -> list[tuple[int, Any]] | None:
+def py_decode_multi(buf: bytes, off: int, allowed: dict[int, Any]) -> list[tuple[int, Any]] | None:
     """The (op, record) list of a multi or multiRead at `off`, or None when it holds an op it
-    may not hold or does not decode (MARSHALLINGERROR for the whole request)."""
+    may not hold or does not decode (MARSHALLINGERROR for the whole request). `decode_multi` is
+    this, or the accelerator's equivalent, which hands it what it does not decode alike."""
     ops: list[tuple[int, Any]] = []
     try:
         while True:
@@ -69,6 +72,10 @@ def decode_multi(buf: bytes, off: int, allowed: dict[int, Any]) -> list[tuple[in
             ops.append((op, rec))
     except (JuteError, struct.error):
         return None
+
+
+decode_multi: Callable[[bytes, int, dict[int, Any]], list[tuple[int, Any]] | None] = (
+    py_decode_multi if native.MODULE is None else native.MODULE.multi_decoder(py_decode_multi))
 
 
 def decode_write(op: int, body: bytes) -> Any:
