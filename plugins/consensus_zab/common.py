@@ -397,14 +397,16 @@ class GroupLog:
             self.writing = True
             self.reactor.callLater(0, self._write)  # gather the rest of this reactor turn
 
-    def _write(self) -> None:
+    def _write(self, inline: bool = True) -> None:
+        """Hand what is queued to the store in one append; `inline=False`: never on the reactor
+        itself (the caller is running the callbacks of the batch before this one)."""
         batch, self.queue = self.queue, []
         if not batch:  # reset() emptied the queue meanwhile
             self.writing = False
             return
         generation = self.generation
         payloads = [(z, p) for z, p, _ in batch]
-        if len(batch) == 1:
+        if len(batch) == 1 and inline:
             self.flush()
             d: Deferred[None] = self.storage.run_small(self.store.append, payloads)
         else:
@@ -412,13 +414,19 @@ class GroupLog:
         d.addCallbacks(lambda _: self._done(batch, generation), self._failed)
 
     def _done(self, batch: Sequence[tuple[int, bytes, Callable[[int], None]]], generation: int) -> None:
-        self.writing = False
+        """A batch is durable: with a storage thread, the batch queued behind it goes to the
+        store first, so that its append overlaps this batch's callbacks (a leader's commits)."""
+        overlap = bool(self.queue) and self.storage.threaded
+        if overlap:
+            self._write(inline=False)
+        else:
+            self.writing = False
         if batch:
             self.last_durable = max(self.last_durable, batch[-1][0])
         if generation == self.generation:
             for zxid, _, callback in batch:
                 callback(zxid)
-        if self.queue:
+        if not overlap and self.queue:
             self._write()
 
     def _failed(self, failure: Failure) -> None:

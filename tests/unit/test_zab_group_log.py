@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from core.storage_thread import StorageThread
@@ -60,3 +61,54 @@ def test_a_turn_of_txns_goes_to_the_storage_thread_in_one_append() -> None:
     clock.advance(0)
     assert events == ["thread 3"]  # no flush: the turn's packets leave at its end, as ever
     assert durable == [1, 2, 3] and store.last_zxid() == 3
+
+
+class HeldStorage(StorageThread):
+    """A storage thread whose calls complete when the test releases them, in order."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__(Clock(), threaded=False)
+        self.events = events
+        self.held: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
+
+    @property
+    def threaded(self) -> bool:
+        return True
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        self.events.append(f"thread {[z for z, _ in args[0]]}")
+        d: Deferred[Any] = Deferred()
+        self.held.append((fn, args, d))
+        return d
+
+    run_small = run
+
+    def release(self) -> None:
+        fn, args, d = self.held.pop(0)
+        d.callback(fn(*args))
+
+
+def test_with_a_storage_thread_the_next_batch_is_handed_over_before_the_last_ones_callbacks_run() -> None:
+    events: list[str] = []
+    clock = Clock()
+    store = MemoryStore()
+    store.open()
+    storage = HeldStorage(events)
+    log = GroupLog(clock, storage, store, lambda f: events.append("failed"), lambda: events.append("flush"))
+
+    def durable(zxid: int) -> None:
+        events.append(f"durable {zxid}")
+
+    for zxid in (1, 2):
+        log.append(zxid, b"txn", durable)
+    clock.advance(0)
+    log.append(3, b"txn", durable)  # while 1 and 2 are being written
+    clock.advance(0)
+    assert events == ["thread [1, 2]"]
+    storage.release()
+    assert events == ["thread [1, 2]", "thread [3]", "durable 1", "durable 2"]
+    storage.release()
+    assert events[-1] == "durable 3" and store.last_zxid() == 3
+    log.append(4, b"txn", durable)  # idle again: a lone txn as before
+    clock.advance(0)
+    assert events[-2:] == ["flush", "thread [4]"]
