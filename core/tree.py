@@ -80,16 +80,15 @@ def kind_of_owner(owner: int) -> int:
     return 1
 
 
+@native.fast_constructor
+@dataclass(slots=True, eq=False)
 class Node:
     """One znode. Persisted stat values (ZooKeeper's StatPersisted): `cversion` counts child
     creates only; `ephemeral_owner` holds the container/TTL markers. `stat()` is the client view.
+    Compared by identity.
 
     `children` is a shared empty frozenset while the node has no child, a set of child names
     otherwise: iterate it and take its len(), never change it outside the tree."""
-
-    __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
-                 "aversion", "ephemeral_owner", "pzxid", "children", "digest", "reply",
-                 "children_reply")
 
     data: bytes
     acl: tuple[ACL, ...]
@@ -102,29 +101,10 @@ class Node:
     aversion: int
     ephemeral_owner: int
     pzxid: int
-    children: set[str] | frozenset[str]  # child names (not paths)
-    digest: int  # this node's part of the tree digest, kept by the tree that holds it
-    reply: bytes | None  # data_reply() once built; the tree clears it whenever the view changes
-    children_reply: bytes | None  # children_list() once built; cleared when a child comes or goes
-
-    def __init__(self, data: bytes, acl: tuple[ACL, ...], czxid: int, mzxid: int, ctime: int,
-                 mtime: int, version: int, cversion: int, aversion: int, ephemeral_owner: int,
-                 pzxid: int) -> None:
-        self.data = data
-        self.acl = acl
-        self.czxid = czxid
-        self.mzxid = mzxid
-        self.ctime = ctime
-        self.mtime = mtime
-        self.version = version
-        self.cversion = cversion
-        self.aversion = aversion
-        self.ephemeral_owner = ephemeral_owner
-        self.pzxid = pzxid
-        self.children = NO_CHILDREN
-        self.digest = 0
-        self.reply = None
-        self.children_reply = None
+    children: set[str] | frozenset[str] = NO_CHILDREN  # child names (not paths)
+    digest: int = 0  # this node's part of the tree digest, kept by the tree that holds it
+    reply: bytes | None = None  # data_reply() once built; the tree clears it whenever the view changes
+    children_reply: bytes | None = None  # children_list() once built; cleared when a child comes or goes
 
     def stat_bytes(self) -> bytes:
         """The Stat a client sees (DataNode.copyStat), encoded: the read and reply paths take

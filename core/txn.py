@@ -7,8 +7,8 @@ These are the bytes of a log entry, of a ZAB PROPOSAL and of what a Store keeps
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from core import native

@@ -373,7 +373,13 @@ def test_only_plain_slotted_dataclasses_get_a_c_constructor() -> None:
         def __post_init__(self) -> None:
             self.a += 1
 
-    for cls in (Unslotted, Factory, Post, Node):
+    class Plain:  # not a dataclass
+        __slots__ = ("a",)
+
+        def __init__(self, a: int) -> None:
+            self.a = a
+
+    for cls in (Unslotted, Factory, Post, Plain):
         native.fast_constructor(cls)
         assert "_native_maker" not in vars(cls)
     assert Post(1).a == 2
