@@ -171,6 +171,11 @@ class SqliteStore:
         self._cursor: Any = None  # the driver's cursor `append` reuses
         self._snap_conn: Connection | None = None  # save_snapshot's own connection
         self._snapshot_lock = threading.Lock()  # held by save_snapshot and the checkpoints
+        # held by each write transaction of the appends and of save_snapshot, and by a
+        # checkpoint's RESTART: each waits for the other here, woken at once, and never in
+        # SQLite's busy handler, which sleeps 1, 2, 5, 10 ... 100 ms between tries (an append
+        # behind a snapshot's commit waited up to 160 ms)
+        self._write_lock = threading.Lock()
         self.checkpoint_bytes = CHECKPOINT_BYTES
         self.checkpoints = 0  # done by the checkpoint thread (SQLite only)
         self._unchecked = 0  # WAL bytes written since the last checkpoint was asked for
@@ -257,8 +262,7 @@ class SqliteStore:
                     continue
                 self.checkpoints += 1
 
-    @staticmethod
-    def _checkpoint(driver: Any, schema: str) -> None:
+    def _checkpoint(self, driver: Any, schema: str) -> None:
         """Checkpoint one database file: a PASSIVE pass copies the bulk of the WAL beside the
         appends, then a RESTART copies the few frames appended meanwhile (an append arriving
         then waits for it, a millisecond or two) and has the next append write the WAL from its
@@ -268,7 +272,8 @@ class SqliteStore:
         (wait_ms,) = driver.execute("PRAGMA busy_timeout").fetchone()
         driver.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
         try:
-            driver.execute(f"PRAGMA {schema}.wal_checkpoint(RESTART)").fetchall()
+            with self._write_lock:
+                driver.execute(f"PRAGMA {schema}.wal_checkpoint(RESTART)").fetchall()
         finally:
             driver.execute(f"PRAGMA busy_timeout={wait_ms}")
 
@@ -348,10 +353,11 @@ class SqliteStore:
         driver = self._conn.connection.dbapi_connection
         assert driver is not None
         try:
-            if self._cursor is None:
-                self._cursor = driver.cursor()
-            self._cursor.execute(self._append_sql, params)
-            driver.commit()
+            with self._write_lock:
+                if self._cursor is None:
+                    self._cursor = driver.cursor()
+                self._cursor.execute(self._append_sql, params)
+                driver.commit()
         except self._driver_error as e:
             driver.rollback()
             raise StoreError(f"{self._location}: {_one_line(e)}") from e
@@ -411,7 +417,7 @@ class SqliteStore:
         """Store the chunks one row each, about a MiB per transaction, then the snapshot's row
         (the module doc: it may run beside the log's appends)."""
         with self._snapshot_lock:
-            with self._transaction(self._snap_conn) as conn:
+            with self._write_lock, self._transaction(self._snap_conn) as conn:
                 conn.execute(delete(snapshots).where(snapshots.c.zxid == zxid))
                 conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.zxid == zxid))
             crc = size = seq = 0
@@ -426,10 +432,10 @@ class SqliteStore:
                 pending += len(chunk)
                 seq += 1
                 if pending >= _SNAPSHOT_COMMIT:
-                    with self._transaction(self._snap_conn) as conn:
+                    with self._write_lock, self._transaction(self._snap_conn) as conn:
                         conn.execute(insert(snapshot_chunks), rows)
                     rows, pending = [], 0
-            with self._transaction(self._snap_conn) as conn:
+            with self._write_lock, self._transaction(self._snap_conn) as conn:
                 if rows:
                     conn.execute(insert(snapshot_chunks), rows)
                 conn.execute(insert(snapshots), {"zxid": zxid, "size": size, "crc": crc})
