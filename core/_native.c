@@ -611,11 +611,13 @@ static PyTypeObject CodecType = {
  * positional or by name, and the trailing fields' defaults, as the dataclass's __init__ would
  * assign them. A call it cannot place (too many arguments, an unknown or repeated name, a
  * required field missing) goes to type.__call__, which raises what __init__ raises. The
- * Maker, kept in the class's dict, holds the layout. */
+ * Maker, kept in the class's dict, holds the layout. An `untracked` class's instances are
+ * taken out of the cyclic garbage collector (see core/native.py). */
 typedef struct {
     PyObject_VAR_HEAD
     PyObject *names;     /* the fields' names, in order, interned */
     PyObject *defaults;  /* the defaults of the last len(defaults) fields */
+    int untracked;
     Py_ssize_t offsets[1];
 } Maker;
 
@@ -686,16 +688,27 @@ construct(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kw
         return NULL;
     for (Py_ssize_t i = 0; i < n; i++)
         SLOT(obj, mk->offsets[i]) = Py_NewRef(values[i]);
+    if (mk->untracked)
+        PyObject_GC_UnTrack(obj);
     return obj;
 }
 
-/* install_constructor(cls, names, defaults): see above. */
+/* Whether `cls` has an untracked constructor (its instances stay out of the collector). */
+static int
+untracked_class(PyTypeObject *cls)
+{
+    PyObject *found = PyDict_GetItemWithError(cls->tp_dict, str_maker);
+    return found != NULL && Py_IS_TYPE(found, &MakerType) && ((Maker *)found)->untracked;
+}
+
+/* install_constructor(cls, names, defaults, untracked): see above. */
 static PyObject *
 install_constructor(PyObject *module, PyObject *args)
 {
     PyObject *cls_obj, *names, *defaults;
-    if (!PyArg_ParseTuple(args, "O!O!O!:install_constructor", &PyType_Type, &cls_obj, &PyTuple_Type, &names,
-                          &PyTuple_Type, &defaults))
+    int untracked;
+    if (!PyArg_ParseTuple(args, "O!O!O!p:install_constructor", &PyType_Type, &cls_obj, &PyTuple_Type, &names,
+                          &PyTuple_Type, &defaults, &untracked))
         return NULL;
     PyTypeObject *cls = (PyTypeObject *)cls_obj;
     Py_ssize_t n = PyTuple_GET_SIZE(names);
@@ -708,6 +721,7 @@ install_constructor(PyObject *module, PyObject *args)
     if (mk == NULL)
         return NULL;
     mk->defaults = Py_NewRef(defaults);
+    mk->untracked = untracked;
     mk->names = PyTuple_New(n);
     if (mk->names == NULL)
         goto fail;
@@ -1074,6 +1088,9 @@ nodeview_read_plain_nodes(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
     if (off == -1 && PyErr_Occurred())
         return NULL;
     PyObject *acls = args[2], *nodes = args[3], *no_children = args[4];
+    int untrack = untracked_class(nv->node_type);  /* as the Node class's own constructor */
+    if (PyErr_Occurred())
+        return NULL;
     uint64_t total = 0;
     while (off >= 0 && size - off >= 4) {
         Py_ssize_t at = off;
@@ -1161,6 +1178,8 @@ nodeview_read_plain_nodes(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
         SLOT(node, nv->off[N_DIGEST]) = digest_obj;
         SLOT(node, nv->off[N_REPLY]) = Py_NewRef(Py_None);
         SLOT(node, nv->off[N_CHILDREN_REPLY]) = Py_NewRef(Py_None);
+        if (untrack)
+            PyObject_GC_UnTrack(node);
         /* the parent gains the child (its replies change), as DataTree._add_child */
         int r;
         if (PySet_GET_SIZE(children) > 0 && PySet_CheckExact(children)) {
@@ -1521,7 +1540,7 @@ instancemethod(PyObject *module, PyObject *func)
 
 static PyMethodDef module_methods[] = {
     {"install_constructor", install_constructor, METH_VARARGS,
-     "install_constructor(cls, names, defaults): a C constructor for a slotted dataclass."},
+     "install_constructor(cls, names, defaults, untracked): a C constructor for a slotted dataclass."},
     {"multi_decoder", multi_decoder, METH_O,
      "multi_decoder(py_decode_multi) -> decode_multi(buf, off, allowed)."},
     {"txn_encoder", txn_encoder, METH_VARARGS,

@@ -42,16 +42,24 @@ def method(f: Any) -> Any:
     return MODULE.instancemethod(f)
 
 
-def fast_constructor(cls: type[T]) -> type[T]:
-    """Class decorator: with the accelerator, `cls(...)` runs a C constructor that fills the
-    new instance's slots from the same arguments, for a slotted dataclass whose __init__ only
-    assigns its fields (no __post_init__, default factory, init=False or keyword-only field);
-    a call it cannot place goes to the class's own __init__, which raises what it raises.
-    Other classes, or no accelerator: `cls` unchanged. Returns `cls`."""
+def fast_constructor(cls: type[T] | None = None, *, untracked: bool = False) -> Any:
+    """Class decorator (`@fast_constructor` or `@fast_constructor(untracked=True)`): with the
+    accelerator, `cls(...)` runs a C constructor that fills the new instance's slots from the
+    same arguments, for a slotted dataclass whose __init__ only assigns its fields (no
+    __post_init__, default factory, init=False or keyword-only field); a call it cannot place
+    goes to the class's own __init__, which raises what it raises. Other classes, or no
+    accelerator: `cls` unchanged. Returns `cls`.
+
+    `untracked`: the instances it makes are left out of the cyclic garbage collector, whose full
+    passes then do not scan them (a tree's znodes: hundreds of thousands). Only for a class
+    whose instances can never be part of a reference cycle: what their fields hold never refers
+    back to them (bytes, numbers, strings, tuples or sets of such)."""
+    if cls is None:
+        return lambda c: fast_constructor(c, untracked=untracked)
     fields = dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()  # type: ignore[arg-type]
     if (MODULE is None or not fields or "__slots__" not in vars(cls) or hasattr(cls, "__post_init__")
             or any(not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING for f in fields)):
         return cls
     defaults = tuple(f.default for f in fields if f.default is not dataclasses.MISSING)
-    MODULE.install_constructor(cls, tuple(f.name for f in fields), defaults)
+    MODULE.install_constructor(cls, tuple(f.name for f in fields), defaults, untracked)
     return cls

@@ -3,6 +3,7 @@ records, digests and errors for any input; and the unit suite on the pure-Python
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -355,6 +356,18 @@ def test_a_c_constructor_makes_what_init_makes_or_raises_what_it_raises(
     assert made == outcome(lambda: type.__call__(_Sample, *args, **kwargs))  # __new__ + __init__
     if made[0] == "ok":
         assert type(made[1]) is _Sample
+
+
+@needs_native
+def test_znodes_made_or_loaded_stay_out_of_the_garbage_collector() -> None:
+    tree = DataTree()
+    tree.apply(Txn(1, 1, 1, 5, OpCode.create, core.records.CreateTxn("/a", b"v", list(_OPEN), False, -1)))
+    tree.apply(Txn(1, 2, 2, 5, OpCode.create, core.records.CreateTxn("/a/b", b"w", list(_OPEN), False, -1)))
+    loaded, _, _ = snapshot.deserialize(b"".join(snapshot.serialize(tree, {}, tree.last_zxid)))
+    for t in (tree, loaded):
+        assert not any(gc.is_tracked(node) for node in t.nodes.values())
+        assert gc.is_tracked(t.nodes["/a"].children)  # a set: the collector still sees it
+    assert gc.is_tracked(_Sample(1, 2))  # other classes' instances as ever
 
 
 def test_only_plain_slotted_dataclasses_get_a_c_constructor() -> None:
