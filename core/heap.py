@@ -7,7 +7,7 @@ at start-up and before each snapshot fork is frozen (moved out of the collector'
 
 Taking the frozen objects back for a full pass finds the garbage cycles among them (a closed
 connection frozen while it was open), but scans the whole heap: about 60 ms for 300,000 znodes,
-on the reactor. It is done when the frozen objects have doubled since the last full pass (so
+on the reactor (with the C accelerator, znodes are not tracked at all: core.tree.Node). It is done when the frozen objects have doubled since the last full pass (so
 its cost per object stays constant as the tree grows) or when `full_every` seconds have passed
 (so what dies among them is found within that time); otherwise only the young objects are
 collected and frozen, which costs next to nothing.
