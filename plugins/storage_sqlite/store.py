@@ -29,7 +29,9 @@ On-disk format and the rules this module keeps:
     mismatch on load (corruption) falls back to the previous one (logged).
     ``save_snapshot`` runs aside (``snapshots_aside``): on its own connection, concurrently
     with the log's appends, committing about a MiB of chunks at a time so that an append never
-    waits long for SQLite's write lock; truncate_after, purge and close wait for it.
+    waits long for the write lock (the store's own, which every write transaction takes, so
+    that none meets SQLite's busy handler and its sleeps); truncate_after, purge and close
+    wait for it.
 ``snapshot_chunks(zxid BIGINT, seq INTEGER, data BLOB)``, primary key (zxid, seq)
     The snapshot's chunks as the caller gave them, in order (empty ones skipped).
 ``meta(key VARCHAR(255) PK, value BLOB)``
