@@ -92,6 +92,21 @@ as_int64(PyObject *v, int64_t lo, int64_t hi, int64_t *out)
     return 1;
 }
 
+/* A 2-tuple of `a` and `b`, taking both references (released when it cannot be made). */
+static PyObject *
+pair_of(PyObject *a, PyObject *b)
+{
+    PyObject *t = PyTuple_New(2);
+    if (t == NULL) {
+        Py_DECREF(a);
+        Py_DECREF(b);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, a);
+    PyTuple_SET_ITEM(t, 1, b);
+    return t;
+}
+
 /* A growable output buffer; `small` holds short records without an allocation. */
 typedef struct {
     unsigned char *p;
@@ -339,15 +354,7 @@ codec_decode(Codec *c, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(obj);
         return NULL;
     }
-    PyObject *result = PyTuple_New(2);
-    if (result == NULL) {
-        Py_DECREF(obj);
-        Py_DECREF(end);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(result, 0, obj);
-    PyTuple_SET_ITEM(result, 1, end);
-    return result;
+    return pair_of(obj, end);
 }
 
 /* Append `obj`'s encoding; 1 done, 0 the Python codec must encode it, -1 an exception. */
@@ -450,17 +457,35 @@ codec_encode_to(Codec *c, PyObject *obj, Out *o)
     return 1;
 }
 
+/* An encoder: 1 when it wrote `obj` to `o`, 0 when the Python code must encode it, -1 with an
+ * exception set. */
+typedef int (*encoder)(PyObject *self, PyObject *obj, Out *o);
+
+/* What `encode` writes for `obj`, as bytes; NULL when it did not return 1 (*r says why). */
+static PyObject *
+encoded_bytes(encoder encode, PyObject *self, PyObject *obj, int *r)
+{
+    Out o;
+    out_init(&o);
+    *r = encode(self, obj, &o);
+    PyObject *b = *r == 1 ? PyBytes_FromStringAndSize((const char *)o.p, o.len) : NULL;
+    out_free(&o);
+    return b;
+}
+
+static int
+codec_encoder(PyObject *c, PyObject *obj, Out *o)
+{
+    return codec_encode_to((Codec *)c, obj, o);
+}
+
 /* `obj`'s bytes, or NULL: with an exception set, or without one when the Python codec must
  * encode it. */
 static PyObject *
 codec_bytes(Codec *c, PyObject *obj)
 {
-    Out o;
-    out_init(&o);
-    int r = codec_encode_to(c, obj, &o);
-    PyObject *b = r == 1 ? PyBytes_FromStringAndSize((const char *)o.p, o.len) : NULL;
-    out_free(&o);
-    return b;
+    int r;
+    return encoded_bytes(codec_encoder, (PyObject *)c, obj, &r);
 }
 
 static PyObject *
@@ -1368,14 +1393,9 @@ decode_multi(PyObject *py, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         Py_XDECREF(path);
-        PyObject *pair = PyTuple_New(2);
-        if (pair == NULL) {
-            Py_DECREF(key);
-            Py_DECREF(rec);
+        PyObject *pair = pair_of(key, rec);
+        if (pair == NULL)
             goto done;
-        }
-        PyTuple_SET_ITEM(pair, 0, key);
-        PyTuple_SET_ITEM(pair, 1, rec);
         int r = PyList_Append(ops, pair);
         Py_DECREF(pair);
         if (r < 0)
@@ -1481,11 +1501,8 @@ encode_txn_to(PyObject *spec, PyObject *txn, Out *o)
 static PyObject *
 encode_txn(PyObject *spec, PyObject *txn)
 {
-    Out o;
-    out_init(&o);
-    int r = encode_txn_to(spec, txn, &o);
-    PyObject *b = r == 1 ? PyBytes_FromStringAndSize((const char *)o.p, o.len) : NULL;
-    out_free(&o);
+    int r;
+    PyObject *b = encoded_bytes(encode_txn_to, spec, txn, &r);
     if (r == 0)
         return PyObject_CallOneArg(PyTuple_GET_ITEM(spec, TE_PY), txn);
     return b;
