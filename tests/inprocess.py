@@ -5,11 +5,12 @@ the storage thread runs its calls inline (a Clock cannot drive threads)."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -93,3 +94,31 @@ class Client:
         return self.transport.disconnecting
 
 
+
+
+class HeldStorage(StorageThread):
+    """A storage thread, as far as its callers can tell, whose calls complete only when the
+    test releases them, in order; `on_call(args)` sees each call's arguments as it is made."""
+
+    def __init__(self, on_call: Callable[[tuple[Any, ...]], None]) -> None:
+        super().__init__(Clock(), threaded=False)
+        self.on_call = on_call
+        self.held: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
+
+    @property
+    def threaded(self) -> bool:
+        return True
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        self.on_call(args)
+        d: Deferred[Any] = Deferred()
+        self.held.append((fn, args, d))
+        return d
+
+    run_small = run
+
+    def release(self) -> tuple[Any, ...]:
+        """Complete the oldest held call; its arguments."""
+        fn, args, d = self.held.pop(0)
+        d.callback(fn(*args))
+        return args

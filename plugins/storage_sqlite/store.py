@@ -339,6 +339,12 @@ class SqliteStore:
         except SQLAlchemyError as e:
             raise StoreError(f"{self._location}: {_one_line(e)}") from e
 
+    @contextmanager
+    def _snapshot_transaction(self) -> Iterator[Connection]:
+        """One write transaction of save_snapshot, on its connection, under the write lock."""
+        with self._write_lock, self._transaction(self._snap_conn) as conn:
+            yield conn
+
     # -- the log ------------------------------------------------------------------------------
 
     def append(self, txns: Sequence[tuple[int, bytes]]) -> None:
@@ -419,7 +425,7 @@ class SqliteStore:
         """Store the chunks one row each, about a MiB per transaction, then the snapshot's row
         (the module doc: it may run beside the log's appends)."""
         with self._snapshot_lock:
-            with self._write_lock, self._transaction(self._snap_conn) as conn:
+            with self._snapshot_transaction() as conn:
                 conn.execute(delete(snapshots).where(snapshots.c.zxid == zxid))
                 conn.execute(delete(snapshot_chunks).where(snapshot_chunks.c.zxid == zxid))
             crc = size = seq = 0
@@ -434,10 +440,10 @@ class SqliteStore:
                 pending += len(chunk)
                 seq += 1
                 if pending >= _SNAPSHOT_COMMIT:
-                    with self._write_lock, self._transaction(self._snap_conn) as conn:
+                    with self._snapshot_transaction() as conn:
                         conn.execute(insert(snapshot_chunks), rows)
                     rows, pending = [], 0
-            with self._write_lock, self._transaction(self._snap_conn) as conn:
+            with self._snapshot_transaction() as conn:
                 if rows:
                     conn.execute(insert(snapshot_chunks), rows)
                 conn.execute(insert(snapshots), {"zxid": zxid, "size": size, "crc": crc})

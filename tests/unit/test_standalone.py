@@ -8,45 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
 
 from core.opcodes import OpCode
 from core.records import ACL, CreateRequest, Id, PathRequest, RequestHeader, SetDataRequest
-from core.storage_thread import StorageThread
-from core.tree import DataTree
-from tests.inprocess import Client, start_server
+from tests.inprocess import Client, HeldStorage, start_server
 
 pytestmark = pytest.mark.timeout(30)
 
 OPEN = [ACL(31, Id("world", "anyone"))]
 
 
-class HeldStorage(StorageThread):
-    """A storage thread whose calls complete when the test releases them, in order."""
-
-    def __init__(self, tree: DataTree) -> None:
-        super().__init__(None, threaded=False)
-        self.tree = tree
-        self.held: list[tuple[Any, tuple[Any, ...], Deferred[Any]]] = []
-        self.applied_at_call: list[int] = []  # the tree's last zxid when each call was made
-
-    @property
-    def threaded(self) -> bool:
-        return True
-
-    def run(self, fn: Any, *args: Any) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        self.applied_at_call.append(self.tree.last_zxid)
-        self.held.append((fn, args, d))
-        return d
-
-    run_small = run
-
-    def release(self) -> list[int]:
-        """Complete the oldest held call; the zxids it appended."""
-        fn, args, d = self.held.pop(0)
-        d.callback(fn(*args))
-        return [zxid for zxid, _ in args[0]]
+def zxids(args: tuple[Any, ...]) -> list[int]:
+    """The zxids an append was handed."""
+    return [zxid for zxid, _ in args[0]]
 
 
 def send(client: Client, op: int, record: Any) -> None:
@@ -59,26 +33,27 @@ def test_the_next_batch_is_appended_before_the_last_is_applied_and_all_stays_in_
     server, clock = start_server(tmp_path, 2000)
     client = Client(server, clock, 40001)
     client.connect(30000)
-    held = HeldStorage(server.tree)
+    applied_at_call: list[int] = []  # the tree's last zxid when each append was made
+    held = HeldStorage(lambda args: applied_at_call.append(server.tree.last_zxid))
     server.storage = held
     base = server.tree.last_zxid
     send(client, OpCode.create, CreateRequest("/a", b"0", OPEN, 0))  # batch 1, held
     send(client, OpCode.setData, SetDataRequest("/a", b"1", 0))       # queued: batch 2
     send(client, OpCode.sync, PathRequest("/a"))
     assert len(held.held) == 1 and client.replies() == []
-    assert held.release() == [base + 1]
+    assert zxids(held.release()) == [base + 1]
     # batch 2 went to the log before batch 1 was applied; then batch 1 was applied and answered
-    assert len(held.held) == 1 and held.applied_at_call == [base, base]
+    assert len(held.held) == 1 and applied_at_call == [base, base]
     assert server.tree.nodes["/a"].data == b"0"
     (create,) = client.replies()
     assert create[0].zxid == base + 1 and create[0].err == 0
     send(client, OpCode.sync, PathRequest("/a"))  # only a sync queued behind batch 2
-    assert held.release() == [base + 2]
+    assert zxids(held.release()) == [base + 2]
     replies = client.replies()
     # the setData, then both syncs, stamped with the setData's zxid (applied before them)
     assert [(h.xid, h.zxid, h.err) for h, _ in replies] == [(2, base + 2, 0), (3, base + 2, 0), (4, base + 2, 0)]
     assert server.tree.nodes["/a"].data == b"1" and held.held == []
     # an idle consensus writes the next write at once
     send(client, OpCode.setData, SetDataRequest("/a", b"2", 1))
-    assert held.release() == [base + 3]
+    assert zxids(held.release()) == [base + 3]
     assert [(h.xid, h.err) for h, _ in client.replies()] == [(5, 0)]

@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from core.storage_thread import StorageThread
 from plugins.consensus_zab.common import GroupLog
 from plugins.storage_memory.store import MemoryStore
+from tests.inprocess import HeldStorage
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -63,37 +63,12 @@ def test_a_turn_of_txns_goes_to_the_storage_thread_in_one_append() -> None:
     assert durable == [1, 2, 3] and store.last_zxid() == 3
 
 
-class HeldStorage(StorageThread):
-    """A storage thread whose calls complete when the test releases them, in order."""
-
-    def __init__(self, events: list[str]) -> None:
-        super().__init__(Clock(), threaded=False)
-        self.events = events
-        self.held: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
-
-    @property
-    def threaded(self) -> bool:
-        return True
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        self.events.append(f"thread {[z for z, _ in args[0]]}")
-        d: Deferred[Any] = Deferred()
-        self.held.append((fn, args, d))
-        return d
-
-    run_small = run
-
-    def release(self) -> None:
-        fn, args, d = self.held.pop(0)
-        d.callback(fn(*args))
-
-
 def test_with_a_storage_thread_the_next_batch_is_handed_over_before_the_last_ones_callbacks_run() -> None:
     events: list[str] = []
     clock = Clock()
     store = MemoryStore()
     store.open()
-    storage = HeldStorage(events)
+    storage = HeldStorage(lambda args: events.append(f"thread {[z for z, _ in args[0]]}"))
     log = GroupLog(clock, storage, store, lambda f: events.append("failed"), lambda: events.append("flush"))
 
     def durable(zxid: int) -> None:
