@@ -1547,6 +1547,254 @@ txn_encoder(PyObject *module, PyObject *args)
     return f;
 }
 
+/* -- setData prep ------------------------------------------------------------------------ */
+
+/* set_data(prep, t, rec, request, zxid) for core.prep's Prep._set_data, in its common case: a
+ * path of the tree or of a pending change that exists, an ACL that lets world:anyone write, a
+ * version that matches (or -1) and is an int, plain types throughout. It makes the same change
+ * record and SetDataTxn and records them as `Prep._add` does. Every other call goes to the
+ * Python method before anything is changed, so its errors and results are the Python code's.
+ * The function's `self` is the tuple made by set_data_prepper. */
+enum { SD_VIEW, SD_CHANGE, SD_CHANGE_OFFSETS, SD_REQUEST, SD_REQUEST_OFFSETS, SD_TXN, SD_PY, SD_PERM,
+       SD_OPEN, SD_COUNT };
+enum { R_PATH, R_DATA, R_VERSION, R_COUNT };
+static const char *request_slots[R_COUNT] = {"path", "data", "version"};
+enum { C_EXISTS, C_VERSION, C_CVERSION, C_AVERSION, C_OWNER, C_ACL, C_NCHILDREN, C_COUNT };
+static const char *change_slots[C_COUNT] = {"exists", "version", "cversion", "aversion",
+                                            "ephemeral_owner", "acl", "nchildren"};
+static PyObject *str_pending, *str_tree, *str_nodes, *str_undo, *str_order, *str_perms, *str_id,
+    *str_scheme, *str_append;
+
+/* An attribute of `obj`, or NULL without an exception when it has none. */
+static PyObject *
+attr_or_null(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        PyErr_Clear();
+    return v;
+}
+
+/* Whether an exact str equals the ASCII text `s`. */
+static int
+str_is(PyObject *v, const char *s)
+{
+    return v != NULL && PyUnicode_CheckExact(v) && PyUnicode_CompareWithASCIIString(v, s) == 0;
+}
+
+/* The perms world:anyone holds in `acl` (a tuple of ACL records): every perm when it is empty
+ * (AccessControl.allowed's first steps); -1 when that is not certain. */
+static int64_t
+world_perms(PyObject *acl)
+{
+    if (!PyTuple_CheckExact(acl))
+        return -1;
+    if (PyTuple_GET_SIZE(acl) == 0)
+        return INT32_MAX;
+    int64_t mask = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(acl); i++) {
+        PyObject *entry = PyTuple_GET_ITEM(acl, i);
+        PyObject *perms = attr_or_null(entry, str_perms), *id = attr_or_null(entry, str_id);
+        PyObject *scheme = id == NULL ? NULL : attr_or_null(id, str_scheme);
+        PyObject *name = id == NULL ? NULL : attr_or_null(id, str_id);
+        int64_t p = 0;
+        int ok = perms != NULL && as_int64(perms, INT32_MIN, INT32_MAX, &p) && scheme != NULL && name != NULL;
+        if (ok && str_is(scheme, "world") && str_is(name, "anyone"))
+            mask |= p;
+        Py_XDECREF(perms);
+        Py_XDECREF(id);
+        Py_XDECREF(scheme);
+        Py_XDECREF(name);
+        if (!ok)
+            return -1;
+    }
+    return mask;
+}
+
+/* 1 when world:anyone holds `perm` in `acl`, 0 when not certain. `cache` is a list of the
+ * last ACL looked at and its world_perms (nodes share equal ACLs: it is mostly that one). */
+static int
+world_allows(PyObject *cache, PyObject *acl, int64_t perm)
+{
+    if (PyList_GET_ITEM(cache, 0) != acl) {
+        int64_t mask = world_perms(acl);
+        PyObject *m = PyLong_FromLongLong(mask);
+        if (m == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        PyList_SetItem(cache, 1, m);
+        PyList_SetItem(cache, 0, Py_NewRef(acl));
+    }
+    long mask = PyLong_AsLong(PyList_GET_ITEM(cache, 1));
+    return mask > 0 && (mask & perm) != 0;
+}
+
+/* The next version as _next_version gives it for an expected one that matched. */
+static int64_t
+next_version(int64_t current)
+{
+    int64_t n = current == INT32_MAX ? INT32_MIN : current + 1;
+    return n == -1 ? 0 : n;
+}
+
+static PyObject *
+prep_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, SD_PY);
+    if (nargs != 5)
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    NodeView *nv = (NodeView *)PyTuple_GET_ITEM(spec, SD_VIEW);
+    PyObject *change_type = PyTuple_GET_ITEM(spec, SD_CHANGE);
+    const Py_ssize_t *coff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, SD_CHANGE_OFFSETS));
+    const Py_ssize_t *roff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, SD_REQUEST_OFFSETS));
+    long perm = PyLong_AsLong(PyTuple_GET_ITEM(spec, SD_PERM));
+    PyObject *prep = args[0], *rec = args[2], *zxid = args[4];
+    PyObject *pending = NULL, *tree = NULL, *nodes = NULL, *undo = NULL, *order = NULL;
+    PyObject *nchildren = NULL, *next = NULL, *change = NULL, *txn = NULL, *result = NULL;
+    if (!Py_IS_TYPE(rec, (PyTypeObject *)PyTuple_GET_ITEM(spec, SD_REQUEST)))
+        goto python;
+    PyObject *path = SLOT(rec, roff[R_PATH]), *data = SLOT(rec, roff[R_DATA]);  /* borrowed */
+    PyObject *expected = SLOT(rec, roff[R_VERSION]);
+    pending = attr_or_null(prep, str_pending);
+    if (path == NULL || !PyUnicode_CheckExact(path) || PyUnicode_GET_LENGTH(path) == 0 || data == NULL
+            || expected == NULL || pending == NULL || !PyDict_CheckExact(pending))
+        goto python;
+    PyObject *prev = PyDict_GetItemWithError(pending, path);  /* borrowed */
+    PyObject *slots[C_COUNT];  /* borrowed: exists, version... of the change record or node */
+    if (prev != NULL) {
+        if (!Py_IS_TYPE(prev, (PyTypeObject *)change_type))
+            goto python;
+        for (int i = 0; i < C_COUNT; i++)
+            if ((slots[i] = SLOT(prev, coff[i])) == NULL)
+                goto python;
+        if (slots[C_EXISTS] != Py_True)
+            goto python;
+        nchildren = Py_NewRef(slots[C_NCHILDREN]);
+    } else {
+        if (PyErr_Occurred())
+            goto done;
+        tree = attr_or_null(prep, str_tree);
+        nodes = tree == NULL ? NULL : attr_or_null(tree, str_nodes);
+        if (nodes == NULL || !PyDict_CheckExact(nodes))
+            goto python;
+        PyObject *node = PyDict_GetItemWithError(nodes, path);
+        if (node == NULL) {
+            if (PyErr_Occurred())
+                goto done;
+            goto python;
+        }
+        if (!Py_IS_TYPE(node, nv->node_type))
+            goto python;
+        slots[C_VERSION] = SLOT(node, nv->off[N_VERSION]);
+        slots[C_CVERSION] = SLOT(node, nv->off[N_CVERSION]);
+        slots[C_AVERSION] = SLOT(node, nv->off[N_AVERSION]);
+        slots[C_OWNER] = SLOT(node, nv->off[N_OWNER]);
+        slots[C_ACL] = SLOT(node, nv->off[N_ACL]);
+        PyObject *children = SLOT(node, nv->off[N_CHILDREN]);
+        for (int i = C_VERSION; i < C_NCHILDREN; i++)
+            if (slots[i] == NULL)
+                goto python;
+        if (children == NULL || !PyAnySet_Check(children))
+            goto python;
+        if ((nchildren = PyLong_FromSsize_t(PySet_GET_SIZE(children))) == NULL)
+            goto done;
+    }
+    int64_t current, wanted;
+    if (!as_int64(slots[C_VERSION], INT32_MIN, INT32_MAX, &current)
+            || !as_int64(expected, INT32_MIN, INT32_MAX, &wanted) || (wanted != -1 && wanted != current)
+            || !world_allows(PyTuple_GET_ITEM(spec, SD_OPEN), slots[C_ACL], perm))
+        goto python;
+    undo = attr_or_null(prep, str_undo);
+    order = attr_or_null(prep, str_order);
+    if (undo == NULL || (undo != Py_None && !PyList_CheckExact(undo)) || order == NULL)
+        goto python;
+    if ((next = PyLong_FromLongLong(next_version(current))) == NULL)
+        goto done;
+    PyObject *fields[9] = {zxid, path, Py_True, next, slots[C_CVERSION], slots[C_AVERSION],
+                           slots[C_OWNER], slots[C_ACL], nchildren};
+    if ((change = PyObject_Vectorcall(change_type, fields, 9, NULL)) == NULL)
+        goto done;
+    PyObject *txn_fields[3] = {path, data, next};
+    if ((txn = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, SD_TXN), txn_fields, 3, NULL)) == NULL)
+        goto done;
+    if (undo != Py_None) {  /* Prep._add: what to restore if the multi fails */
+        PyObject *was = pair_of(Py_NewRef(path), Py_NewRef(prev != NULL ? prev : Py_None));
+        int r = was == NULL ? -1 : PyList_Append(undo, was);
+        Py_XDECREF(was);
+        if (r < 0)
+            goto done;
+    }
+    if (PyDict_SetItem(pending, path, change) < 0)
+        goto done;
+    PyObject *r = PyObject_CallMethodOneArg(order, str_append, change);
+    if (r == NULL)
+        goto done;
+    Py_DECREF(r);
+    result = Py_NewRef(txn);
+    goto done;
+python:
+    if (!PyErr_Occurred())
+        result = PyObject_Vectorcall(py, args, nargs, NULL);
+done:
+    Py_XDECREF(pending);
+    Py_XDECREF(tree);
+    Py_XDECREF(nodes);
+    Py_XDECREF(undo);
+    Py_XDECREF(order);
+    Py_XDECREF(nchildren);
+    Py_XDECREF(next);
+    Py_XDECREF(change);
+    Py_XDECREF(txn);
+    return result;
+}
+
+static PyMethodDef prep_set_data_def = {"set_data", (PyCFunction)(void (*)(void))prep_set_data, METH_FASTCALL,
+                                        "set_data(prep, t, rec, request, zxid) -> SetDataTxn."};
+
+/* `count` slot offsets of `type`, by name, as bytes; NULL with an exception. */
+static PyObject *
+slot_offsets(PyObject *type, const char **names, int count)
+{
+    PyObject *offsets = PyBytes_FromStringAndSize(NULL, count * sizeof(Py_ssize_t));
+    if (offsets == NULL)
+        return NULL;
+    Py_ssize_t *off = (Py_ssize_t *)PyBytes_AS_STRING(offsets);
+    for (int i = 0; i < count; i++) {
+        PyObject *name = PyUnicode_FromString(names[i]);
+        off[i] = name == NULL ? -1 : slot_offset((PyTypeObject *)type, name);
+        Py_XDECREF(name);
+        if (off[i] < 0) {
+            Py_DECREF(offsets);
+            return NULL;
+        }
+    }
+    return offsets;
+}
+
+/* set_data_prepper(node_view, Change, SetDataRequest, SetDataTxn, py_set_data, perm_write) -> set_data */
+static PyObject *
+set_data_prepper(PyObject *module, PyObject *args)
+{
+    PyObject *view, *change, *request, *txn, *py, *perm;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!:set_data_prepper", &NodeViewType, &view, &PyType_Type, &change,
+                          &PyType_Type, &request, &PyType_Type, &txn, &py, &PyLong_Type, &perm))
+        return NULL;
+    PyObject *change_offsets = slot_offsets(change, change_slots, C_COUNT);
+    PyObject *request_offsets = change_offsets == NULL ? NULL : slot_offsets(request, request_slots, R_COUNT);
+    if (request_offsets == NULL) {
+        Py_XDECREF(change_offsets);
+        return NULL;
+    }
+    PyObject *spec = Py_BuildValue("(OONONOOO[Oi])", view, change, change_offsets, request, request_offsets,
+                                   txn, py, perm, Py_None, -1);
+    if (spec == NULL)
+        return NULL;
+    PyObject *f = PyCFunction_NewEx(&prep_set_data_def, spec, NULL);
+    Py_DECREF(spec);
+    return f;
+}
+
 /* -- module ------------------------------------------------------------------------------- */
 
 static PyObject *
@@ -1562,6 +1810,8 @@ static PyMethodDef module_methods[] = {
      "multi_decoder(py_decode_multi) -> decode_multi(buf, off, allowed)."},
     {"txn_encoder", txn_encoder, METH_VARARGS,
      "txn_encoder(Txn, bodies, digest_codec, multi_type, py_encode_txn) -> encode_txn(txn)."},
+    {"set_data_prepper", set_data_prepper, METH_VARARGS,
+     "set_data_prepper(node_view, Change, SetDataRequest, SetDataTxn, py_set_data, perm_write) -> set_data(prep, t, rec, request, zxid)."},
     {"instancemethod", instancemethod, METH_O,
      "instancemethod(f): a descriptor that binds f to an instance as a function does."},
     {NULL},
@@ -1585,6 +1835,14 @@ PyInit__native(void)
     str_path = PyUnicode_InternFromString("path");
     if (str_last == NULL || str_bytes_of == NULL || str_maker == NULL || str_native_codec == NULL || str_path == NULL)
         return NULL;
+    static const struct { PyObject **name; const char *text; } names[] = {
+        {&str_pending, "_pending"}, {&str_tree, "tree"}, {&str_nodes, "nodes"}, {&str_undo, "_undo"},
+        {&str_order, "_order"}, {&str_perms, "perms"},
+        {&str_id, "id"}, {&str_scheme, "scheme"}, {&str_append, "append"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if ((*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;

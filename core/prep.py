@@ -41,10 +41,10 @@ from core.opcodes import (
 from core.paths import parent_of, validate_path
 from core.records import (
     ACL, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateTTLTxn, CreateTxn, DeleteTxn,
-    ErrorTxn, SetACLTxn, SetDataTxn,
+    ErrorTxn, SetACLTxn, SetDataRequest, SetDataTxn,
 )
 from core.sessions import SessionTracker
-from core.tree import SPECIAL_PATHS, DataTree, Node, kind_of_owner
+from core.tree import NODE_VIEW, SPECIAL_PATHS, DataTree, Node, kind_of_owner
 from core.txn import Txn
 
 _CREATES = (OpCode.create, OpCode.create2, OpCode.createContainer)
@@ -394,3 +394,11 @@ class Prep:
                 raise ZKError(Code.MARSHALLINGERROR)
             plan.append((_CREATE_CONTAINER if flags == 4 else t, rec))
         return plan
+
+
+# With the C accelerator, a setData's common case is prepped in C (core.native); the Python
+# method stays for what it hands back, and for the tests.
+PY_SET_DATA = Prep._set_data
+if native.MODULE is not None and NODE_VIEW is not None:
+    Prep._set_data = native.method(native.MODULE.set_data_prepper(  # type: ignore[method-assign]
+        NODE_VIEW, _Change, SetDataRequest, SetDataTxn, PY_SET_DATA, int(_PERM_WRITE)))

@@ -16,12 +16,15 @@ from hypothesis import given, settings, strategies as st
 
 import core.records
 from core import native, snapshot
-from core.acl import OPEN_ACL_UNSAFE
+from core.acl import OPEN_ACL_UNSAFE, AccessControl
+from core.interfaces import Request
 from core.jute import Record, _jute_kind
 from core.records import ACL, ACL_LISTS, CreateRequest, Id, SetDataRequest
 from core.opcodes import OpCode
 from core.records import MultiHeader, SetDataTxn, TxnDigest
+from core.prep import PY_SET_DATA, Prep, _Change
 from core.requests import MULTI_OPS, MULTI_READ_OPS, decode_multi, py_decode_multi
+from core.sessions import SessionTracker
 from core.txn import BODY, Txn, encode_txn, py_encode_txn
 from core.tree import NODE_VIEW, PY_STAT_BYTES, DataTree, Node, py_node_digest
 
@@ -333,6 +336,80 @@ def test_reading_a_snapshot_in_c_gives_the_tree_the_python_reader_gives(data: st
             assert _state(by_c[1][0]) == _state(by_python[1][0])
         else:
             assert by_c == by_python
+
+
+_ANYONE = Id("world", "anyone")
+_PREP_ACLS = [tuple(_OPEN), (ACL(1, _ANYONE),), (ACL(2, _ANYONE),), (ACL(1, _ANYONE), ACL(2, _ANYONE)), (),
+              (ACL(31, Id("digest", "alice:x")),), (ACL(31, Id("world", "someone")),), (ACL(2 | 2**40, _ANYONE),)]
+_VERSIONS = [0, 2**31 - 1, -2, -2**31, -1, 2**31]
+
+
+@st.composite
+def prep_plans(draw: Any) -> Any:
+    """What a Prep holds: per path, maybe a node and maybe a pending change; and its undo list."""
+    nodes = {}
+    for path in ("/a", "/b", "/c"):
+        version, acl = draw(st.sampled_from(_VERSIONS)), draw(st.sampled_from(_PREP_ACLS))
+        node = (version, acl, frozenset(draw(st.lists(st.sampled_from("xyz"), max_size=2)))) if draw(st.booleans()) else None
+        change = (draw(st.booleans()), version, acl, draw(st.integers(0, 2))) if draw(st.booleans()) else None
+        nodes[path] = (node, change)
+    return nodes, draw(st.booleans())
+
+
+def _prep_from(plan: Any) -> Prep:
+    nodes, in_multi = plan
+    tree = DataTree()
+    prep = Prep(tree, AccessControl({}), SessionTracker(1, 2000, 0), False, lambda: 0)
+    for path, (node, change) in nodes.items():
+        if node is not None:
+            version, acl, children = node
+            tree.nodes[path] = Node(b"d", acl, 1, 1, 0, 0, version, 3, 4, 0, 1, set(children))
+        if change is not None:
+            exists, version, acl, nchildren = change
+            prep._add(_Change(1, path, exists, version, 7, 8, 9, acl, nchildren))
+    prep._undo = [] if in_multi else None
+    return prep
+
+
+def _prep_state(prep: Any) -> Any:
+    def fields(c: Any) -> Any:
+        return None if c is None else (c.zxid, c.path, c.exists, c.version, c.cversion, c.aversion,
+                                       c.ephemeral_owner, c.acl, c.nchildren)
+    undo = None if prep._undo is None else [(p, fields(c)) for p, c in prep._undo]
+    return [(p, fields(c)) for p, c in prep._pending.items()], [fields(c) for c in prep._order], undo
+
+
+@needs_native
+@settings(max_examples=300)
+@given(plan=prep_plans(), data=st.data())
+def test_a_set_data_is_prepped_in_c_as_in_python(plan: Any, data: st.DataObject) -> None:
+    c_prep, py_prep = (_prep_from(plan) for _ in range(2))
+    path = data.draw(st.sampled_from(["/a", "/b", "/c"]) | st.sampled_from(["/d", "", "bad"]))
+    rec = SetDataRequest(path, b"new", data.draw(st.just(-1) | st.sampled_from(_VERSIONS + [3])))
+    auth = data.draw(st.sampled_from([[], [Id("super", "x")], [Id("digest", "alice:x")]]))
+    request = Request(5, 6, OpCode.setData, rec, b"", auth)
+    by_c = outcome(c_prep._set_data, OpCode.setData, rec, request, 10)
+    by_python = outcome(PY_SET_DATA, py_prep, OpCode.setData, rec, request, 10)
+    assert Prep._set_data is not PY_SET_DATA
+    assert by_c == by_python
+    assert _prep_state(c_prep) == _prep_state(py_prep)
+
+
+@needs_native
+def test_a_plain_set_data_is_prepped_without_the_python_method() -> None:
+    def python(*args: Any) -> Any:
+        raise AssertionError("handed to the Python method")
+
+    assert native.MODULE is not None
+    set_data = native.MODULE.set_data_prepper(NODE_VIEW, _Change, SetDataRequest, SetDataTxn, python, 2)
+    prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x")), None)}, True))
+    request = Request(5, 6, OpCode.setData, None, b"", [])
+    assert set_data(prep, OpCode.setData, SetDataRequest("/a", b"v", 4), request, 10) == SetDataTxn("/a", b"v", 5)
+    assert set_data(prep, OpCode.setData, SetDataRequest("/a", b"w", -1), request, 11) == SetDataTxn("/a", b"w", 6)
+    assert _prep_state(prep) == (
+        [("/a", (11, "/a", True, 6, 3, 4, 0, _OPEN, 1))],
+        [(10, "/a", True, 5, 3, 4, 0, _OPEN, 1), (11, "/a", True, 6, 3, 4, 0, _OPEN, 1)],
+        [("/a", None), ("/a", (10, "/a", True, 5, 3, 4, 0, _OPEN, 1))])
 
 
 @native.fast_constructor
