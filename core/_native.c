@@ -898,12 +898,10 @@ nodeview_digest(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
 #define CONTAINER_OWNER INT64_MIN
 #define TTL_MASK ((int64_t)0xff00000000000000ull)
 
+/* The client Stat's bytes from a node's values; NULL with an exception. */
 static PyObject *
-nodeview_stat_bytes(NodeView *nv, PyObject *node)
+stat_of(const int64_t *v)
 {
-    int64_t v[N_VALUES];
-    if (!node_values(nv, node, v) || v[N_DATA] > INT32_MAX || v[N_CHILDREN] > INT32_MAX)
-        return PyObject_CallOneArg(nv->py_stat_bytes, node);
     int64_t n = v[N_CHILDREN];
     int32_t cversion = (int32_t)(uint32_t)(v[N_CVERSION] * 2 - n);  /* Java int arithmetic */
     int64_t owner = v[N_OWNER];
@@ -926,6 +924,15 @@ nodeview_stat_bytes(NodeView *nv, PyObject *node)
     put32(s + 56, (uint32_t)n);
     put64(s + 60, (uint64_t)v[N_PZXID]);
     return b;
+}
+
+static PyObject *
+nodeview_stat_bytes(NodeView *nv, PyObject *node)
+{
+    int64_t v[N_VALUES];
+    if (!node_values(nv, node, v) || v[N_DATA] > INT32_MAX || v[N_CHILDREN] > INT32_MAX)
+        return PyObject_CallOneArg(nv->py_stat_bytes, node);
+    return stat_of(v);
 }
 
 enum { R_ERROR = -1, R_PYTHON = 0, R_WRITTEN = 1, R_SKIPPED = 2 };
@@ -1795,6 +1802,119 @@ set_data_prepper(PyObject *module, PyObject *args)
     return f;
 }
 
+/* -- setData apply ----------------------------------------------------------------------- */
+
+/* set_data(tree, t, body, client_id, zxid, time) for core.tree's DataTree._set_data, in its
+ * common case: a SetDataTxn of plain values for a node of the tree whose values are plain. It
+ * changes the node, its part of the tree digest and the tree's, clears its reply, tells the
+ * listener and reports the new Stat, as the Python method does. Every other call goes to the
+ * Python method before anything is changed. The function's `self` is the tuple made by
+ * set_data_applier. */
+enum { SA_VIEW, SA_TXN, SA_TXN_OFFSETS, SA_RESULT, SA_PY, SA_EVENT, SA_COUNT };
+static PyObject *str_tree_digest, *str_listener, *str_triggered, *zero;
+
+static PyObject *
+apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, SA_PY);
+    if (nargs != 6 || !Py_IS_TYPE(args[2], (PyTypeObject *)PyTuple_GET_ITEM(spec, SA_TXN)))
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    NodeView *nv = (NodeView *)PyTuple_GET_ITEM(spec, SA_VIEW);
+    const Py_ssize_t *toff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, SA_TXN_OFFSETS));
+    PyObject *tree = args[0], *t = args[1], *body = args[2], *zxid = args[4], *time = args[5];
+    PyObject *path = SLOT(body, toff[R_PATH]), *data = SLOT(body, toff[R_DATA]);  /* borrowed */
+    PyObject *version = SLOT(body, toff[R_VERSION]);
+    PyObject *nodes = NULL, *total = NULL, *digest = NULL, *delta = NULL, *sum = NULL, *listener = NULL;
+    PyObject *stat = NULL, *result = NULL;
+    int64_t v[N_VALUES], version_v, zxid_v, time_v;
+    Py_ssize_t plen;
+    const char *p = path != NULL && PyUnicode_CheckExact(path) ? PyUnicode_AsUTF8AndSize(path, &plen) : NULL;
+    if (p == NULL)
+        PyErr_Clear();  /* not UTF-8 (a lone surrogate): the Python method's */
+    if (p == NULL || data == NULL || !PyBytes_CheckExact(data) || version == NULL
+            || !as_int64(version, INT32_MIN, INT32_MAX, &version_v) || !as_int64(zxid, INT64_MIN, INT64_MAX, &zxid_v)
+            || !as_int64(time, INT64_MIN, INT64_MAX, &time_v))
+        goto python;
+    nodes = attr_or_null(tree, str_nodes);
+    total = attr_or_null(tree, str_tree_digest);
+    if (nodes == NULL || !PyDict_CheckExact(nodes) || total == NULL || !PyLong_CheckExact(total))
+        goto python;
+    PyObject *node = PyDict_GetItemWithError(nodes, path);  /* borrowed; the tree holds it */
+    if (node == NULL) {
+        if (PyErr_Occurred())
+            goto done;
+        goto python;
+    }
+    PyObject *old = Py_IS_TYPE(node, nv->node_type) ? SLOT(node, nv->off[N_DIGEST]) : NULL;
+    PyObject *acl = old == NULL ? NULL : SLOT(node, nv->off[N_ACL]);
+    listener = attr_or_null(tree, str_listener);
+    if (old == NULL || !PyLong_CheckExact(old) || acl == NULL || listener == NULL || !node_values(nv, node, v)
+            || PyBytes_GET_SIZE(data) > INT32_MAX || v[N_CHILDREN] > INT32_MAX)
+        goto python;
+    v[N_DATA] = PyBytes_GET_SIZE(data);
+    v[N_MTIME] = time_v;
+    v[N_MZXID] = zxid_v;
+    v[N_VERSION] = version_v;
+    if ((digest = PyLong_FromUnsignedLong(digest_of(p, plen, data, v))) == NULL
+            || (delta = PyNumber_Subtract(digest, old)) == NULL || (sum = PyNumber_Add(total, delta)) == NULL
+            || PyObject_SetAttr(tree, str_tree_digest, sum) < 0)
+        goto done;
+    Py_SETREF(SLOT(node, nv->off[N_DATA]), Py_NewRef(data));
+    Py_SETREF(SLOT(node, nv->off[N_MTIME]), Py_NewRef(time));
+    Py_SETREF(SLOT(node, nv->off[N_MZXID]), Py_NewRef(zxid));
+    Py_SETREF(SLOT(node, nv->off[N_VERSION]), Py_NewRef(version));
+    Py_SETREF(SLOT(node, nv->off[N_DIGEST]), Py_NewRef(digest));
+    Py_XSETREF(SLOT(node, nv->off[N_REPLY]), Py_NewRef(Py_None));
+    Py_INCREF(node);  /* the listener may run anything */
+    Py_INCREF(acl);
+    PyObject *targs[5] = {listener, path, PyTuple_GET_ITEM(spec, SA_EVENT), zxid, acl};
+    PyObject *r = PyObject_VectorcallMethod(str_triggered, targs, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (r != NULL) {
+        Py_DECREF(r);
+        if ((stat = stat_of(v)) != NULL) {  /* the listener changes no persisted value */
+            PyObject *fields[4] = {t, zero, path, stat};
+            result = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, SA_RESULT), fields, 4, NULL);
+        }
+    }
+    Py_DECREF(acl);
+    Py_DECREF(node);
+    goto done;
+python:
+    if (!PyErr_Occurred())
+        result = PyObject_Vectorcall(py, args, nargs, NULL);
+done:
+    Py_XDECREF(nodes);
+    Py_XDECREF(total);
+    Py_XDECREF(digest);
+    Py_XDECREF(delta);
+    Py_XDECREF(sum);
+    Py_XDECREF(listener);
+    Py_XDECREF(stat);
+    return result;
+}
+
+static PyMethodDef apply_set_data_def = {"set_data", (PyCFunction)(void (*)(void))apply_set_data, METH_FASTCALL,
+                                         "set_data(tree, t, body, client_id, zxid, time) -> TxnResult."};
+
+/* set_data_applier(node_view, SetDataTxn, TxnResult, py_set_data, event_type) -> set_data */
+static PyObject *
+set_data_applier(PyObject *module, PyObject *args)
+{
+    PyObject *view, *txn, *result, *py, *event;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!:set_data_applier", &NodeViewType, &view, &PyType_Type, &txn,
+                          &PyType_Type, &result, &py, &PyLong_Type, &event))
+        return NULL;
+    PyObject *offsets = slot_offsets(txn, request_slots, R_COUNT);
+    if (offsets == NULL)
+        return NULL;
+    PyObject *spec = Py_BuildValue("(OONOOO)", view, txn, offsets, result, py, event);
+    if (spec == NULL)
+        return NULL;
+    PyObject *f = PyCFunction_NewEx(&apply_set_data_def, spec, NULL);
+    Py_DECREF(spec);
+    return f;
+}
+
 /* -- module ------------------------------------------------------------------------------- */
 
 static PyObject *
@@ -1812,6 +1932,8 @@ static PyMethodDef module_methods[] = {
      "txn_encoder(Txn, bodies, digest_codec, multi_type, py_encode_txn) -> encode_txn(txn)."},
     {"set_data_prepper", set_data_prepper, METH_VARARGS,
      "set_data_prepper(node_view, Change, SetDataRequest, SetDataTxn, py_set_data, perm_write) -> set_data(prep, t, rec, request, zxid)."},
+    {"set_data_applier", set_data_applier, METH_VARARGS,
+     "set_data_applier(node_view, SetDataTxn, TxnResult, py_set_data, event_type) -> set_data(tree, t, body, client_id, zxid, time)."},
     {"instancemethod", instancemethod, METH_O,
      "instancemethod(f): a descriptor that binds f to an instance as a function does."},
     {NULL},
@@ -1838,11 +1960,14 @@ PyInit__native(void)
     static const struct { PyObject **name; const char *text; } names[] = {
         {&str_pending, "_pending"}, {&str_tree, "tree"}, {&str_nodes, "nodes"}, {&str_undo, "_undo"},
         {&str_order, "_order"}, {&str_perms, "perms"},
-        {&str_id, "id"}, {&str_scheme, "scheme"}, {&str_append, "append"},
+        {&str_id, "id"}, {&str_scheme, "scheme"}, {&str_append, "append"}, {&str_tree_digest, "_digest"},
+        {&str_listener, "listener"}, {&str_triggered, "triggered"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
             return NULL;
+    if ((zero = PyLong_FromLong(0)) == NULL)
+        return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;

@@ -7,7 +7,7 @@ import gc
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from core.prep import PY_SET_DATA, Prep, _Change
 from core.requests import MULTI_OPS, MULTI_READ_OPS, decode_multi, py_decode_multi
 from core.sessions import SessionTracker
 from core.txn import BODY, Txn, encode_txn, py_encode_txn
-from core.tree import NODE_VIEW, PY_STAT_BYTES, DataTree, Node, py_node_digest
+from core.tree import NODE_VIEW, PY_STAT_BYTES, DataTree, Node, TxnResult, py_node_digest
+from core.tree import PY_SET_DATA as PY_APPLY_SET_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -410,6 +411,58 @@ def test_a_plain_set_data_is_prepped_without_the_python_method() -> None:
         [("/a", (11, "/a", True, 6, 3, 4, 0, _OPEN, 1))],
         [(10, "/a", True, 5, 3, 4, 0, _OPEN, 1), (11, "/a", True, 6, 3, 4, 0, _OPEN, 1)],
         [("/a", None), ("/a", (10, "/a", True, 5, 3, 4, 0, _OPEN, 1))])
+
+
+class _Recorder:
+    """A tree listener that keeps every trigger."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def triggered(self, path: str, event_type: int, zxid: int, acl: Any) -> None:
+        self.calls.append((path, event_type, zxid, acl))
+
+
+@needs_native
+@settings(max_examples=300)
+@given(node=nodes(), path=st.sampled_from(["/a", "/zookeeper/q", "/a\udc80", "/"]), data=st.data())
+def test_a_set_data_is_applied_in_c_as_in_python(node: Node, path: str, data: st.DataObject) -> None:
+    if data.draw(st.booleans()):  # values the C code takes (unless the node's are odd)
+        body = SetDataTxn(path, data.draw(st.binary(max_size=20)), data.draw(_INT32))
+        zxid, time = data.draw(_INT64), data.draw(_INT64)
+    else:
+        body = SetDataTxn(data.draw(st.sampled_from([path, "/missing"])), data.draw(st.none() | st.binary(max_size=20)),
+                          data.draw(st.sampled_from(_VERSIONS)))
+        zxid, time = (data.draw(st.sampled_from([7, 2**63 - 1, 2**63])) for _ in range(2))
+    c_tree, py_tree = DataTree(_Recorder()), DataTree(_Recorder())
+    for tree in (c_tree, py_tree):
+        tree.nodes[path] = replace(node, reply=b"a reply", digest=99)
+        tree._digest = 12345
+    by_c = outcome(c_tree._set_data, OpCode.setData, body, 1, zxid, time)
+    by_python = outcome(PY_APPLY_SET_DATA, py_tree, OpCode.setData, body, 1, zxid, time)
+    assert DataTree._set_data is not PY_APPLY_SET_DATA
+    assert by_c == by_python
+    assert ([tuple(getattr(n, k) for k in _SLOTS) for n in c_tree.nodes.values()]
+            == [tuple(getattr(n, k) for k in _SLOTS) for n in py_tree.nodes.values()])
+    assert c_tree._digest == py_tree._digest
+    assert c_tree.listener.calls == py_tree.listener.calls  # type: ignore[attr-defined]
+
+
+@needs_native
+def test_a_plain_set_data_is_applied_without_the_python_method() -> None:
+    def python(*args: Any) -> Any:
+        raise AssertionError("handed to the Python method")
+
+    assert native.MODULE is not None
+    set_data = native.MODULE.set_data_applier(NODE_VIEW, SetDataTxn, TxnResult, python, 3)
+    tree = DataTree(_Recorder())
+    tree.apply(Txn(1, 1, 1, 5, OpCode.create, core.records.CreateTxn("/a", b"v", list(_OPEN), False, -1)))
+    node, digest = tree.nodes["/a"], tree.digest
+    result = set_data(tree, OpCode.setData, SetDataTxn("/a", b"w", 1), 1, 2, 6)
+    assert (node.data, node.version, node.mzxid, node.mtime, node.reply) == (b"w", 1, 2, 6, None)
+    assert result == TxnResult(OpCode.setData, 0, "/a", PY_STAT_BYTES(node))
+    assert node.digest == py_node_digest("/a", node) and tree.digest != digest
+    assert tree.listener.calls[-1] == ("/a", 3, 2, node.acl)  # type: ignore[attr-defined]
 
 
 @native.fast_constructor
