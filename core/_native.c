@@ -1802,6 +1802,229 @@ set_data_prepper(PyObject *module, PyObject *args)
     return f;
 }
 
+/* -- create prep -------------------------------------------------------------------------- */
+
+/* create(prep, t, rec, request, zxid) for core.prep's Prep._create, in its common case: a plain
+ * create or create2 (persistent or ephemeral, sequential or not) under a node of the tree or of
+ * a pending change that exists, has no ephemeral owner and lets world:anyone create children,
+ * of a path that is not taken. The ACL is fixed up and the path validated by the Python
+ * functions (AccessControl.fixup, validate_path); the change records and the CreateTxn are the
+ * Python method's. Every other call, and any error, goes to the Python method before anything
+ * is recorded. The function's `self` is the tuple made by create_prepper. */
+enum { CP_VIEW, CP_CHANGE, CP_CHANGE_OFFSETS, CP_REQUEST, CP_REQUEST_OFFSETS, CP_TXN, CP_PY, CP_PERM, CP_OPEN,
+       CP_TYPES, CP_VALIDATE, CP_COUNT };
+enum { Q_PATH, Q_DATA, Q_ACL, Q_FLAGS, Q_COUNT };
+static const char *create_request_slots[Q_COUNT] = {"path", "data", "acl", "flags"};
+static PyObject *str_access, *str_fixup, *str_auth, *str_session_id, *str_root, *zero, *one;
+
+/* The record of `path` as pending changes leave it: a new reference to the change (exists) or
+ * the node, or None when it will not exist; NULL with an exception, or NULL without one when
+ * the Python code must decide (an unexpected type). `*prev` is the pending change (borrowed)
+ * or NULL. Reads the tree's nodes into `*nodes` once. */
+static PyObject *
+pending_record(PyObject *prep, PyObject *pending, PyObject **nodes, PyObject *path, PyObject *change_type,
+               const Py_ssize_t *coff, PyObject **prev)
+{
+    *prev = PyDict_GetItemWithError(pending, path);
+    if (*prev != NULL) {
+        if (!Py_IS_TYPE(*prev, (PyTypeObject *)change_type))
+            return NULL;
+        PyObject *exists = SLOT(*prev, coff[C_EXISTS]);
+        return exists == Py_True ? Py_NewRef(*prev) : exists == Py_False ? Py_NewRef(Py_None) : NULL;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    if (*nodes == NULL) {
+        PyObject *tree = attr_or_null(prep, str_tree);
+        *nodes = tree == NULL ? NULL : attr_or_null(tree, str_nodes);
+        Py_XDECREF(tree);
+        if (*nodes == NULL || !PyDict_CheckExact(*nodes))
+            return NULL;
+    }
+    PyObject *node = PyDict_GetItemWithError(*nodes, path);
+    if (node == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    return Py_NewRef(node);
+}
+
+/* A record's version, cversion, aversion, owner, acl and nchildren (new references in `out`,
+ * C_VERSION.. C_NCHILDREN), from a change record or a node; 0 when a slot is missing. */
+static int
+record_slots(NodeView *nv, PyObject *rec, PyObject *change_type, const Py_ssize_t *coff, PyObject **out)
+{
+    for (int i = C_VERSION; i <= C_NCHILDREN; i++)
+        out[i] = NULL;
+    if (Py_IS_TYPE(rec, (PyTypeObject *)change_type)) {
+        for (int i = C_VERSION; i <= C_NCHILDREN; i++)
+            if ((out[i] = Py_XNewRef(SLOT(rec, coff[i]))) == NULL)
+                return 0;
+        return 1;
+    }
+    static const int from[] = {N_VERSION, N_CVERSION, N_AVERSION, N_OWNER, N_ACL};
+    for (int i = C_VERSION; i < C_NCHILDREN; i++)
+        if ((out[i] = Py_XNewRef(SLOT(rec, nv->off[from[i - C_VERSION]]))) == NULL)
+            return 0;
+    PyObject *children = SLOT(rec, nv->off[N_CHILDREN]);
+    if (children == NULL || !PyAnySet_Check(children))
+        return 0;
+    return (out[C_NCHILDREN] = PyLong_FromSsize_t(PySet_GET_SIZE(children))) != NULL;
+}
+
+/* Prep._add of `change` for `path`, whose pending change was `prev` (borrowed, or NULL). */
+static int
+add_change(PyObject *pending, PyObject *order, PyObject *undo, PyObject *path, PyObject *prev, PyObject *change)
+{
+    if (undo != Py_None) {
+        PyObject *was = pair_of(Py_NewRef(path), Py_NewRef(prev != NULL ? prev : Py_None));
+        int r = was == NULL ? -1 : PyList_Append(undo, was);
+        Py_XDECREF(was);
+        if (r < 0)
+            return -1;
+    }
+    if (PyDict_SetItem(pending, path, change) < 0)
+        return -1;
+    PyObject *r = PyObject_CallMethodOneArg(order, str_append, change);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static PyObject *
+prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, CP_PY);
+    if (nargs != 5 || !Py_IS_TYPE(args[2], (PyTypeObject *)PyTuple_GET_ITEM(spec, CP_REQUEST))
+            || PySequence_Contains(PyTuple_GET_ITEM(spec, CP_TYPES), args[1]) != 1) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    }
+    NodeView *nv = (NodeView *)PyTuple_GET_ITEM(spec, CP_VIEW);
+    PyObject *change_type = PyTuple_GET_ITEM(spec, CP_CHANGE);
+    const Py_ssize_t *coff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, CP_CHANGE_OFFSETS));
+    const Py_ssize_t *qoff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, CP_REQUEST_OFFSETS));
+    PyObject *prep = args[0], *rec = args[2], *request = args[3], *zxid = args[4];
+    PyObject *path = SLOT(rec, qoff[Q_PATH]), *data = SLOT(rec, qoff[Q_DATA]);  /* borrowed */
+    PyObject *acl_in = SLOT(rec, qoff[Q_ACL]), *flags_o = SLOT(rec, qoff[Q_FLAGS]);
+    PyObject *pending = NULL, *nodes = NULL, *access = NULL, *auth = NULL, *acl = NULL, *parent_path = NULL;
+    PyObject *parent = NULL, *name = NULL, *taken = NULL, *ok = NULL, *undo = NULL, *order = NULL;
+    PyObject *owner = NULL, *cversion = NULL, *nchildren = NULL, *txn = NULL, *up = NULL, *down = NULL;
+    PyObject *result = NULL, *ps[C_COUNT] = {NULL};
+    int64_t flags, cv;
+    if (path == NULL || data == NULL || acl_in == NULL || flags_o == NULL || !PyUnicode_CheckExact(path)
+            || !as_int64(flags_o, 0, 3, &flags))
+        goto python;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(path);
+    Py_ssize_t cut = len == 0 ? -1 : PyUnicode_FindChar(path, '/', 0, len, -1);
+    if (cut < 0 || PyUnicode_FindChar(path, 0, 0, len, 1) != -1)
+        goto python;  /* no "/", a NUL, or an error */
+    parent_path = cut > 0 ? PyUnicode_Substring(path, 0, cut) : Py_NewRef(str_root);
+    pending = attr_or_null(prep, str_pending);
+    access = attr_or_null(prep, str_access);
+    auth = attr_or_null(request, str_auth);
+    if (parent_path == NULL || pending == NULL || !PyDict_CheckExact(pending) || access == NULL || auth == NULL)
+        goto python;
+    if ((acl = PyObject_CallMethodObjArgs(access, str_fixup, acl_in, auth, NULL)) == NULL)
+        goto python;  /* INVALIDACL: the Python method raises it */
+    PyObject *parent_prev, *prev;
+    parent = pending_record(prep, pending, &nodes, parent_path, change_type, coff, &parent_prev);
+    if (parent == NULL || parent == Py_None || !record_slots(nv, parent, change_type, coff, ps)
+            || !world_allows(PyTuple_GET_ITEM(spec, CP_OPEN), ps[C_ACL], PyLong_AsLong(PyTuple_GET_ITEM(spec, CP_PERM)))
+            || !as_int64(ps[C_CVERSION], INT32_MIN, INT32_MAX, &cv) || !PyLong_CheckExact(ps[C_OWNER])
+            || PyLong_AsLong(ps[C_OWNER]) != 0 || !PyLong_CheckExact(ps[C_NCHILDREN]))
+        goto python;
+    if (flags & 2) {  /* sequential: the parent's cversion, as %010d */
+        char suffix[16];
+        snprintf(suffix, sizeof(suffix), "%010d", (int)cv);
+        name = PyUnicode_FromFormat("%U%s", path, suffix);
+    } else {
+        name = Py_NewRef(path);
+    }
+    if (name == NULL || (ok = PyObject_CallOneArg(PyTuple_GET_ITEM(spec, CP_VALIDATE), name)) == NULL)
+        goto python;  /* BADARGUMENTS: the Python method raises it */
+    taken = pending_record(prep, pending, &nodes, name, change_type, coff, &prev);
+    if (taken != Py_None)
+        goto python;  /* NODEEXISTS, or for the Python code to decide */
+    undo = attr_or_null(prep, str_undo);
+    order = attr_or_null(prep, str_order);
+    if (undo == NULL || (undo != Py_None && !PyList_CheckExact(undo)) || order == NULL)
+        goto python;
+    int ephemeral = flags & 1;
+    owner = ephemeral ? attr_or_null(request, str_session_id) : Py_NewRef(zero);
+    if (owner == NULL)
+        goto python;
+    nchildren = PyNumber_Add(ps[C_NCHILDREN], one);
+    if (nchildren == NULL || (cversion = PyLong_FromLong(cv < INT32_MAX ? (long)cv + 1 : (long)INT32_MIN)) == NULL)
+        goto done;
+    PyObject *txn_fields[5] = {name, data, acl, ephemeral ? Py_True : Py_False, cversion};
+    if ((txn = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, CP_TXN), txn_fields, 5, NULL)) == NULL)
+        goto done;
+    PyObject *up_fields[9] = {zxid, parent_path, Py_True, ps[C_VERSION], cversion, ps[C_AVERSION], ps[C_OWNER],
+                              ps[C_ACL], nchildren};
+    PyObject *down_fields[9] = {zxid, name, Py_True, zero, zero, zero, owner, acl, zero};
+    if ((up = PyObject_Vectorcall(change_type, up_fields, 9, NULL)) == NULL
+            || (down = PyObject_Vectorcall(change_type, down_fields, 9, NULL)) == NULL)
+        goto done;
+    Py_XINCREF(parent_prev);  /* replaced in `pending` by the first add */
+    int r = add_change(pending, order, undo, parent_path, parent_prev, up);
+    Py_XDECREF(parent_prev);
+    if (r < 0 || add_change(pending, order, undo, name, prev, down) < 0)
+        goto done;
+    result = Py_NewRef(txn);
+    goto done;
+python:
+    PyErr_Clear();
+    result = PyObject_Vectorcall(py, args, nargs, NULL);
+done:
+    for (int i = 0; i < C_COUNT; i++)
+        Py_XDECREF(ps[i]);
+    Py_XDECREF(pending);
+    Py_XDECREF(nodes);
+    Py_XDECREF(access);
+    Py_XDECREF(auth);
+    Py_XDECREF(acl);
+    Py_XDECREF(parent_path);
+    Py_XDECREF(parent);
+    Py_XDECREF(name);
+    Py_XDECREF(taken);
+    Py_XDECREF(ok);
+    Py_XDECREF(undo);
+    Py_XDECREF(order);
+    Py_XDECREF(owner);
+    Py_XDECREF(cversion);
+    Py_XDECREF(nchildren);
+    Py_XDECREF(txn);
+    Py_XDECREF(up);
+    Py_XDECREF(down);
+    return result;
+}
+
+static PyMethodDef prep_create_def = {"create", (PyCFunction)(void (*)(void))prep_create, METH_FASTCALL,
+                                      "create(prep, t, rec, request, zxid) -> CreateTxn."};
+
+/* create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types,
+ * validate_path) -> create */
+static PyObject *
+create_prepper(PyObject *module, PyObject *args)
+{
+    PyObject *view, *change, *request, *txn, *py, *perm, *types, *validate;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!O!O:create_prepper", &NodeViewType, &view, &PyType_Type, &change,
+                          &PyType_Type, &request, &PyType_Type, &txn, &py, &PyLong_Type, &perm,
+                          &PyFrozenSet_Type, &types, &validate))
+        return NULL;
+    PyObject *change_offsets = slot_offsets(change, change_slots, C_COUNT);
+    PyObject *request_offsets = change_offsets == NULL ? NULL : slot_offsets(request, create_request_slots, Q_COUNT);
+    if (request_offsets == NULL) {
+        Py_XDECREF(change_offsets);
+        return NULL;
+    }
+    PyObject *spec = Py_BuildValue("(OONONOOO[Oi]OO)", view, change, change_offsets, request, request_offsets,
+                                   txn, py, perm, Py_None, -1, types, validate);
+    if (spec == NULL)
+        return NULL;
+    PyObject *f = PyCFunction_NewEx(&prep_create_def, spec, NULL);
+    Py_DECREF(spec);
+    return f;
+}
+
 /* -- setData apply ----------------------------------------------------------------------- */
 
 /* set_data(tree, t, body, client_id, zxid, time) for core.tree's DataTree._set_data, in its
@@ -1811,7 +2034,7 @@ set_data_prepper(PyObject *module, PyObject *args)
  * Python method before anything is changed. The function's `self` is the tuple made by
  * set_data_applier. */
 enum { SA_VIEW, SA_TXN, SA_TXN_OFFSETS, SA_RESULT, SA_PY, SA_EVENT, SA_COUNT };
-static PyObject *str_tree_digest, *str_listener, *str_triggered, *zero;
+static PyObject *str_tree_digest, *str_listener, *str_triggered;
 
 static PyObject *
 apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
@@ -1915,6 +2138,182 @@ set_data_applier(PyObject *module, PyObject *args)
     return f;
 }
 
+/* -- create apply ------------------------------------------------------------------------- */
+
+/* create(tree, t, body, client_id, zxid, time) for core.tree's DataTree._create, in its common
+ * case: a create or create2's CreateTxn of plain values for a persistent node at a path not
+ * present, under a parent node of plain values. The ACL is interned by the tree's Python method
+ * (DataTree.intern_acl); the parent's cversion, pzxid and children, both nodes' parts of the tree
+ * digest and the tree's, the listener's two triggers and the new Stat are the Python method's.
+ * Every other call goes to the Python method before anything is changed. The function's `self`
+ * is the tuple made by create_applier. */
+enum { CA_VIEW, CA_TXN, CA_TXN_OFFSETS, CA_RESULT, CA_PY, CA_TYPES, CA_CREATED, CA_CHILDREN_CHANGED, CA_COUNT };
+enum { K_PATH, K_DATA, K_ACL, K_EPHEMERAL, K_PARENT_CVERSION, K_COUNT };
+static const char *create_txn_slots[K_COUNT] = {"path", "data", "acl", "ephemeral", "parentCVersion"};
+static PyObject *str_intern_acl;
+
+static PyObject *
+apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, CA_PY);
+    if (nargs != 6 || !Py_IS_TYPE(args[2], (PyTypeObject *)PyTuple_GET_ITEM(spec, CA_TXN))
+            || PySequence_Contains(PyTuple_GET_ITEM(spec, CA_TYPES), args[1]) != 1) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    }
+    NodeView *nv = (NodeView *)PyTuple_GET_ITEM(spec, CA_VIEW);
+    const Py_ssize_t *koff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, CA_TXN_OFFSETS));
+    PyObject *tree = args[0], *t = args[1], *body = args[2], *zxid = args[4], *time = args[5];
+    PyObject *path = SLOT(body, koff[K_PATH]), *data = SLOT(body, koff[K_DATA]);  /* borrowed */
+    PyObject *acl_in = SLOT(body, koff[K_ACL]), *pcv = SLOT(body, koff[K_PARENT_CVERSION]);
+    PyObject *nodes = NULL, *total = NULL, *listener = NULL, *parent_path = NULL, *parent = NULL, *acl = NULL;
+    PyObject *name = NULL, *fresh = NULL, *cversion = NULL, *pdigest = NULL, *node = NULL, *ndigest = NULL;
+    PyObject *sum = NULL, *stat = NULL, *result = NULL;
+    int64_t pv[N_VALUES], v[N_VALUES], pcv_v, zxid_v, time_v;
+    Py_ssize_t plen, pplen;
+    const char *p = path != NULL && PyUnicode_CheckExact(path) ? PyUnicode_AsUTF8AndSize(path, &plen) : NULL;
+    if (p == NULL || data == NULL || !PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) > INT32_MAX
+            || acl_in == NULL || SLOT(body, koff[K_EPHEMERAL]) != Py_False || pcv == NULL
+            || !as_int64(pcv, INT32_MIN, INT32_MAX, &pcv_v) || !as_int64(zxid, INT64_MIN, INT64_MAX, &zxid_v)
+            || !as_int64(time, INT64_MIN, INT64_MAX, &time_v))
+        goto python;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(path);
+    Py_ssize_t cut = PyUnicode_FindChar(path, '/', 0, len, -1);
+    nodes = attr_or_null(tree, str_nodes);
+    total = attr_or_null(tree, str_tree_digest);
+    listener = attr_or_null(tree, str_listener);
+    if (cut < 0 || nodes == NULL || !PyDict_CheckExact(nodes) || total == NULL || !PyLong_CheckExact(total)
+            || listener == NULL)
+        goto python;
+    if ((parent_path = cut > 0 ? PyUnicode_Substring(path, 0, cut) : Py_NewRef(str_root)) == NULL)
+        goto python;
+    const char *pp = PyUnicode_AsUTF8AndSize(parent_path, &pplen);
+    parent = Py_XNewRef(PyDict_GetItemWithError(nodes, parent_path));
+    if (pp == NULL || parent == NULL || !node_values(nv, parent, pv) || pv[N_CHILDREN] >= INT32_MAX)
+        goto python;  /* NONODE, or for the Python code */
+    PyObject *children = SLOT(parent, nv->off[N_CHILDREN]), *old = SLOT(parent, nv->off[N_DIGEST]);
+    PyObject *parent_acl = SLOT(parent, nv->off[N_ACL]);
+    if ((PySet_GET_SIZE(children) > 0 && !PySet_CheckExact(children)) || old == NULL || !PyLong_CheckExact(old)
+            || parent_acl == NULL)
+        goto python;
+    int present = PyDict_Contains(nodes, path);
+    if (present != 0)
+        goto python;  /* NODEEXISTS, or an error for the Python code to meet */
+    int64_t cv = pcv_v == -1 ? pv[N_CVERSION] + 1 : pcv_v;
+    int raise = cv > pv[N_CVERSION];
+    if (raise && cv > INT32_MAX)
+        goto python;
+    if ((acl = PyObject_CallMethodOneArg(tree, str_intern_acl, acl_in)) == NULL)
+        goto done;  /* as the Python method raises it */
+    if ((name = PyUnicode_Substring(path, cut + 1, len)) == NULL)
+        goto done;
+    if (PySet_GET_SIZE(children) == 0 && (fresh = PySet_New(NULL)) == NULL)
+        goto done;
+    PyObject *fields[11] = {data, acl, zxid, zxid, time, time, zero, zero, zero, zero, zxid};
+    if ((node = PyObject_Vectorcall((PyObject *)nv->node_type, fields, 11, NULL)) == NULL || !node_values(nv, node, v))
+        goto done;
+    if ((ndigest = PyLong_FromUnsignedLong(digest_of(p, plen, data, v))) == NULL
+            || (sum = PyNumber_Add(total, ndigest)) == NULL)
+        goto done;
+    if (raise) {
+        pv[N_CVERSION] = cv;
+        pv[N_PZXID] = zxid_v;
+        PyObject *delta = NULL, *was = sum;
+        if ((cversion = PyLong_FromLongLong(cv)) == NULL
+                || (pdigest = PyLong_FromUnsignedLong(digest_of(pp, pplen, SLOT(parent, nv->off[N_DATA]), pv))) == NULL
+                || (delta = PyNumber_Subtract(pdigest, old)) == NULL || (sum = PyNumber_Add(was, delta)) == NULL) {
+            Py_XDECREF(delta);
+            sum = was;
+            goto done;
+        }
+        Py_DECREF(delta);
+        Py_DECREF(was);
+    }
+    if ((fresh != NULL ? PySet_Add(fresh, name) : PySet_Add(children, name)) < 0)
+        goto done;
+    if (PyDict_SetItem(nodes, path, node) < 0) {
+        if (fresh == NULL)
+            PySet_Discard(children, name);
+        goto done;
+    }
+    if (PyObject_SetAttr(tree, str_tree_digest, sum) < 0) {
+        PyDict_DelItem(nodes, path);
+        if (fresh == NULL)
+            PySet_Discard(children, name);
+        goto done;
+    }
+    /* nothing can fail from here to the triggers */
+    if (raise) {
+        Py_SETREF(SLOT(parent, nv->off[N_CVERSION]), Py_NewRef(cversion));
+        Py_SETREF(SLOT(parent, nv->off[N_PZXID]), Py_NewRef(zxid));
+        Py_SETREF(SLOT(parent, nv->off[N_DIGEST]), Py_NewRef(pdigest));
+    }
+    if (fresh != NULL)
+        Py_SETREF(SLOT(parent, nv->off[N_CHILDREN]), Py_NewRef(fresh));
+    Py_XSETREF(SLOT(parent, nv->off[N_REPLY]), Py_NewRef(Py_None));
+    Py_XSETREF(SLOT(parent, nv->off[N_CHILDREN_REPLY]), Py_NewRef(Py_None));
+    Py_XSETREF(SLOT(node, nv->off[N_DIGEST]), Py_NewRef(ndigest));
+    Py_INCREF(parent_acl);  /* the listener may run anything */
+    PyObject *created[5] = {listener, path, PyTuple_GET_ITEM(spec, CA_CREATED), zxid, acl};
+    PyObject *changed[5] = {listener, parent_path, PyTuple_GET_ITEM(spec, CA_CHILDREN_CHANGED), zxid, parent_acl};
+    PyObject *r = PyObject_VectorcallMethod(str_triggered, created, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (r != NULL) {
+        Py_DECREF(r);
+        r = PyObject_VectorcallMethod(str_triggered, changed, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    Py_DECREF(parent_acl);
+    if (r != NULL) {
+        Py_DECREF(r);
+        if ((stat = stat_of(v)) != NULL) {  /* the listener changes no persisted value */
+            PyObject *res[4] = {t, zero, path, stat};
+            result = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, CA_RESULT), res, 4, NULL);
+        }
+    }
+    goto done;
+python:
+    PyErr_Clear();
+    result = PyObject_Vectorcall(py, args, nargs, NULL);
+done:
+    Py_XDECREF(nodes);
+    Py_XDECREF(total);
+    Py_XDECREF(listener);
+    Py_XDECREF(parent_path);
+    Py_XDECREF(parent);
+    Py_XDECREF(acl);
+    Py_XDECREF(name);
+    Py_XDECREF(fresh);
+    Py_XDECREF(cversion);
+    Py_XDECREF(pdigest);
+    Py_XDECREF(node);
+    Py_XDECREF(ndigest);
+    Py_XDECREF(sum);
+    Py_XDECREF(stat);
+    return result;
+}
+
+static PyMethodDef apply_create_def = {"create", (PyCFunction)(void (*)(void))apply_create, METH_FASTCALL,
+                                       "create(tree, t, body, client_id, zxid, time) -> TxnResult."};
+
+/* create_applier(node_view, CreateTxn, TxnResult, py_create, types, created, children_changed) -> create */
+static PyObject *
+create_applier(PyObject *module, PyObject *args)
+{
+    PyObject *view, *txn, *result, *py, *types, *created, *changed;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!:create_applier", &NodeViewType, &view, &PyType_Type, &txn,
+                          &PyType_Type, &result, &py, &PyFrozenSet_Type, &types, &PyLong_Type, &created,
+                          &PyLong_Type, &changed))
+        return NULL;
+    PyObject *offsets = slot_offsets(txn, create_txn_slots, K_COUNT);
+    if (offsets == NULL)
+        return NULL;
+    PyObject *spec = Py_BuildValue("(OONOOOOO)", view, txn, offsets, result, py, types, created, changed);
+    if (spec == NULL)
+        return NULL;
+    PyObject *f = PyCFunction_NewEx(&apply_create_def, spec, NULL);
+    Py_DECREF(spec);
+    return f;
+}
+
 /* -- module ------------------------------------------------------------------------------- */
 
 static PyObject *
@@ -1932,6 +2331,10 @@ static PyMethodDef module_methods[] = {
      "txn_encoder(Txn, bodies, digest_codec, multi_type, py_encode_txn) -> encode_txn(txn)."},
     {"set_data_prepper", set_data_prepper, METH_VARARGS,
      "set_data_prepper(node_view, Change, SetDataRequest, SetDataTxn, py_set_data, perm_write) -> set_data(prep, t, rec, request, zxid)."},
+    {"create_prepper", create_prepper, METH_VARARGS,
+     "create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types, validate_path) -> create(prep, t, rec, request, zxid)."},
+    {"create_applier", create_applier, METH_VARARGS,
+     "create_applier(node_view, CreateTxn, TxnResult, py_create, types, created, children_changed) -> create(tree, t, body, client_id, zxid, time)."},
     {"set_data_applier", set_data_applier, METH_VARARGS,
      "set_data_applier(node_view, SetDataTxn, TxnResult, py_set_data, event_type) -> set_data(tree, t, body, client_id, zxid, time)."},
     {"instancemethod", instancemethod, METH_O,
@@ -1961,12 +2364,14 @@ PyInit__native(void)
         {&str_pending, "_pending"}, {&str_tree, "tree"}, {&str_nodes, "nodes"}, {&str_undo, "_undo"},
         {&str_order, "_order"}, {&str_perms, "perms"},
         {&str_id, "id"}, {&str_scheme, "scheme"}, {&str_append, "append"}, {&str_tree_digest, "_digest"},
-        {&str_listener, "listener"}, {&str_triggered, "triggered"},
+        {&str_listener, "listener"}, {&str_triggered, "triggered"}, {&str_access, "access"},
+        {&str_fixup, "fixup"}, {&str_auth, "auth"}, {&str_session_id, "session_id"}, {&str_root, "/"},
+        {&str_intern_acl, "intern_acl"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
             return NULL;
-    if ((zero = PyLong_FromLong(0)) == NULL)
+    if ((zero = PyLong_FromLong(0)) == NULL || (one = PyLong_FromLong(1)) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)

@@ -27,7 +27,7 @@ from core.acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from core.errors import Code
 from core.opcodes import CONTAINER_EPHEMERAL_OWNER, TTL_MASK, EventType, OpCode, ttl_owner
 from core.paths import child_name, parent_of
-from core.records import ACL, ACL_LISTS, DeleteTxn, GetChildrenResponse, Id, SetDataTxn, Stat
+from core.records import ACL, ACL_LISTS, CreateTxn, DeleteTxn, GetChildrenResponse, Id, SetDataTxn, Stat
 from core.txn import Txn
 
 ZOOKEEPER = "/zookeeper"
@@ -526,10 +526,14 @@ class DataTree:
         node.reply = None
 
 
-# With the C accelerator, a setData's common case is applied in C (core.native); the Python
-# method stays for what it hands back, and for the tests.
+# With the C accelerator, the common cases of setData and create are applied in C (core.native);
+# the Python methods stay for what it hands back, and for the tests.
 PY_SET_DATA = DataTree._set_data
+PY_CREATE = DataTree._create
 if NODE_VIEW is not None:
     assert native.MODULE is not None
     DataTree._set_data = native.method(native.MODULE.set_data_applier(  # type: ignore[method-assign]
         NODE_VIEW, SetDataTxn, TxnResult, PY_SET_DATA, int(_NODE_DATA_CHANGED)))
+    DataTree._create = native.method(native.MODULE.create_applier(  # type: ignore[method-assign]
+        NODE_VIEW, CreateTxn, TxnResult, PY_CREATE, frozenset({OpCode.create, OpCode.create2}),
+        int(_NODE_CREATED), int(_NODE_CHILDREN_CHANGED)))

@@ -22,12 +22,13 @@ from core.jute import Record, _jute_kind
 from core.records import ACL, ACL_LISTS, CreateRequest, Id, SetDataRequest
 from core.opcodes import OpCode
 from core.records import MultiHeader, SetDataTxn, TxnDigest
-from core.prep import PY_SET_DATA, Prep, _Change
+from core.paths import validate_path
+from core.prep import PY_CREATE, PY_SET_DATA, Prep, _Change
 from core.requests import MULTI_OPS, MULTI_READ_OPS, decode_multi, py_decode_multi
 from core.sessions import SessionTracker
 from core.txn import BODY, Txn, encode_txn, py_encode_txn
 from core.tree import NODE_VIEW, PY_STAT_BYTES, DataTree, Node, TxnResult, py_node_digest
-from core.tree import PY_SET_DATA as PY_APPLY_SET_DATA
+from core.tree import PY_CREATE as PY_APPLY_CREATE, PY_SET_DATA as PY_APPLY_SET_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -345,14 +346,21 @@ _PREP_ACLS = [tuple(_OPEN), (ACL(1, _ANYONE),), (ACL(2, _ANYONE),), (ACL(1, _ANY
 _VERSIONS = [0, 2**31 - 1, -2, -2**31, -1, 2**31]
 
 
+_CVERSIONS = [3, 2**31 - 1, -2**31, -1]
+_PREP_OWNERS = [5, -2**63]  # a session's, a container's
+
+
 @st.composite
 def prep_plans(draw: Any) -> Any:
     """What a Prep holds: per path, maybe a node and maybe a pending change; and its undo list."""
     nodes = {}
-    for path in ("/a", "/b", "/c"):
-        version, acl = draw(st.sampled_from(_VERSIONS)), draw(st.sampled_from(_PREP_ACLS))
-        node = (version, acl, frozenset(draw(st.lists(st.sampled_from("xyz"), max_size=2)))) if draw(st.booleans()) else None
-        change = (draw(st.booleans()), version, acl, draw(st.integers(0, 2))) if draw(st.booleans()) else None
+    for path in ("/a", "/b", "/c", "/a/x0000000003"):
+        version, acl = draw(st.sampled_from(_VERSIONS)), draw(st.just(tuple(_OPEN)) | st.sampled_from(_PREP_ACLS))
+        cversion, owner = draw(st.sampled_from(_CVERSIONS)), draw(st.just(0) | st.sampled_from(_PREP_OWNERS))
+        node = ((version, acl, frozenset(draw(st.lists(st.sampled_from("xyz"), max_size=2))), cversion, owner)
+                if draw(st.booleans()) else None)
+        change = ((draw(st.booleans()), version, acl, draw(st.integers(0, 2)), cversion, owner)
+                  if draw(st.booleans()) else None)
         nodes[path] = (node, change)
     return nodes, draw(st.booleans())
 
@@ -363,11 +371,11 @@ def _prep_from(plan: Any) -> Prep:
     prep = Prep(tree, AccessControl({}), SessionTracker(1, 2000, 0), False, lambda: 0)
     for path, (node, change) in nodes.items():
         if node is not None:
-            version, acl, children = node
-            tree.nodes[path] = Node(b"d", acl, 1, 1, 0, 0, version, 3, 4, 0, 1, set(children))
+            version, acl, children, cversion, owner = node
+            tree.nodes[path] = Node(b"d", acl, 1, 1, 0, 0, version, cversion, 4, owner, 1, set(children))
         if change is not None:
-            exists, version, acl, nchildren = change
-            prep._add(_Change(1, path, exists, version, 7, 8, 9, acl, nchildren))
+            exists, version, acl, nchildren, cversion, owner = change
+            prep._add(_Change(1, path, exists, version, cversion, 8, owner, acl, nchildren))
     prep._undo = [] if in_multi else None
     return prep
 
@@ -403,7 +411,7 @@ def test_a_plain_set_data_is_prepped_without_the_python_method() -> None:
 
     assert native.MODULE is not None
     set_data = native.MODULE.set_data_prepper(NODE_VIEW, _Change, SetDataRequest, SetDataTxn, python, 2)
-    prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x")), None)}, True))
+    prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x"), 3, 0), None)}, True))
     request = Request(5, 6, OpCode.setData, None, b"", [])
     assert set_data(prep, OpCode.setData, SetDataRequest("/a", b"v", 4), request, 10) == SetDataTxn("/a", b"v", 5)
     assert set_data(prep, OpCode.setData, SetDataRequest("/a", b"w", -1), request, 11) == SetDataTxn("/a", b"w", 6)
@@ -411,6 +419,45 @@ def test_a_plain_set_data_is_prepped_without_the_python_method() -> None:
         [("/a", (11, "/a", True, 6, 3, 4, 0, _OPEN, 1))],
         [(10, "/a", True, 5, 3, 4, 0, _OPEN, 1), (11, "/a", True, 6, 3, 4, 0, _OPEN, 1)],
         [("/a", None), ("/a", (10, "/a", True, 5, 3, 4, 0, _OPEN, 1))])
+
+
+@needs_native
+@settings(max_examples=400)
+@given(plan=prep_plans(), data=st.data())
+def test_a_create_is_prepped_in_c_as_in_python(plan: Any, data: st.DataObject) -> None:
+    c_prep, py_prep = (_prep_from(plan) for _ in range(2))
+    t = data.draw(st.sampled_from([OpCode.create, OpCode.create2]) | st.sampled_from([OpCode.createContainer, 99]))
+    path = data.draw(st.sampled_from(["/a/x", "/b/x", "/a/x0000000003", "/c/y"])
+                     | st.sampled_from(["/d/x", "/a", "/c/", "/a/\0", "", "bad", "/a/..", "/", None]))
+    acl = data.draw(st.just(list(_OPEN)) | st.sampled_from([[], [ACL(31, Id("auth", ""))], [ACL(1, _ANYONE), ACL(1, _ANYONE)]]))
+    flags = data.draw(st.integers(0, 3) | st.sampled_from([4, 5, 6, 7, -1]))
+    rec = CreateRequest(path, data.draw(st.none() | st.just(b"v")), acl, flags)
+    request = Request(5, 6, t, rec, b"", [])
+    by_c = outcome(c_prep._create, t, rec, request, 10)
+    by_python = outcome(PY_CREATE, py_prep, t, rec, request, 10)
+    assert Prep._create is not PY_CREATE
+    assert by_c == by_python
+    assert _prep_state(c_prep) == _prep_state(py_prep)
+
+
+@needs_native
+def test_a_plain_create_is_prepped_without_the_python_method() -> None:
+    def python(*args: Any) -> Any:
+        raise AssertionError("handed to the Python method")
+
+    assert native.MODULE is not None
+    create = native.MODULE.create_prepper(NODE_VIEW, _Change, CreateRequest, core.records.CreateTxn, python, 4,
+                                          frozenset({OpCode.create, OpCode.create2}), validate_path)
+    prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x"), 3, 0), None)}, False))
+    request = Request(5, 6, OpCode.create, None, b"", [])
+    made = [create(prep, OpCode.create, CreateRequest("/a/s", b"v", list(_OPEN), flags), request, zxid)
+            for zxid, flags in ((10, 2), (11, 1), (12, 3))]
+    assert made == [core.records.CreateTxn("/a/s0000000003", b"v", _OPEN, False, 4),
+                    core.records.CreateTxn("/a/s", b"v", _OPEN, True, 5),
+                    core.records.CreateTxn("/a/s0000000005", b"v", _OPEN, True, 6)]
+    assert _prep_state(prep)[0] == [
+        ("/a", (12, "/a", True, 4, 6, 4, 0, _OPEN, 4)), ("/a/s0000000003", (10, "/a/s0000000003", True, 0, 0, 0, 0, _OPEN, 0)),
+        ("/a/s", (11, "/a/s", True, 0, 0, 0, 5, _OPEN, 0)), ("/a/s0000000005", (12, "/a/s0000000005", True, 0, 0, 0, 5, _OPEN, 0))]
 
 
 class _Recorder:
@@ -446,6 +493,62 @@ def test_a_set_data_is_applied_in_c_as_in_python(node: Node, path: str, data: st
             == [tuple(getattr(n, k) for k in _SLOTS) for n in py_tree.nodes.values()])
     assert c_tree._digest == py_tree._digest
     assert c_tree.listener.calls == py_tree.listener.calls  # type: ignore[attr-defined]
+
+
+@needs_native
+@settings(max_examples=400)
+@given(parent=nodes(), parent_path=st.sampled_from(["/a", "/zookeeper/q", "/a\udc80", "/"]), data=st.data())
+def test_a_create_is_applied_in_c_as_in_python(parent: Node, parent_path: str, data: st.DataObject) -> None:
+    path = ("" if parent_path == "/" else parent_path) + "/" + data.draw(st.sampled_from(["n", "m"]))
+    if data.draw(st.booleans()):  # values the C code takes (unless the parent's are odd)
+        t = data.draw(st.sampled_from([OpCode.create, OpCode.create2]))
+        near = [parent.cversion + d for d in (-1, 0, 1)] if type(parent.cversion) is int else []
+        body = core.records.CreateTxn(path, data.draw(st.binary(max_size=20)), list(_OPEN), False,
+                                      data.draw(st.sampled_from([-1, *near]) | _INT32))
+        zxid, time = data.draw(_INT64), data.draw(_INT64)
+    else:
+        t = data.draw(st.sampled_from([OpCode.create, OpCode.create2, OpCode.createContainer]))
+        body = core.records.CreateTxn(data.draw(st.sampled_from([path, "/missing/n", "nothing"])),
+                                      data.draw(st.none() | st.just(b"v")), list(_OPEN), data.draw(st.booleans()),
+                                      data.draw(st.sampled_from(_VERSIONS)))
+        zxid, time = (data.draw(st.sampled_from([7, 2**63 - 1, 2**63])) for _ in range(2))
+    taken = data.draw(st.booleans())
+    c_tree, py_tree = DataTree(_Recorder()), DataTree(_Recorder())
+    for tree in (c_tree, py_tree):
+        tree.nodes[parent_path] = replace(parent, reply=b"a reply", children_reply=b"names", digest=99,
+                                          children=set(parent.children) if type(parent.children) is set else parent.children)
+        if taken:
+            tree.nodes[path] = Node(b"", (), 1, 1, 1, 1, 0, 0, 0, 0, 1)
+        tree._digest = 12345
+    by_c = outcome(c_tree._create, t, body, 5, zxid, time)
+    by_python = outcome(PY_APPLY_CREATE, py_tree, t, body, 5, zxid, time)
+    assert DataTree._create is not PY_APPLY_CREATE
+    assert by_c == by_python
+    assert ({p: tuple(getattr(n, k) for k in _SLOTS) for p, n in c_tree.nodes.items()}
+            == {p: tuple(getattr(n, k) for k in _SLOTS) for p, n in py_tree.nodes.items()})
+    assert c_tree._digest == py_tree._digest
+    assert c_tree.listener.calls == py_tree.listener.calls  # type: ignore[attr-defined]
+    assert c_tree.ephemerals == py_tree.ephemerals and c_tree.containers == py_tree.containers
+
+
+@needs_native
+def test_a_plain_create_is_applied_without_the_python_method() -> None:
+    def python(*args: Any) -> Any:
+        raise AssertionError("handed to the Python method")
+
+    assert native.MODULE is not None
+    create = native.MODULE.create_applier(NODE_VIEW, core.records.CreateTxn, TxnResult, python,
+                                          frozenset({OpCode.create}), 1, 4)
+    tree = DataTree(_Recorder())
+    root, digest = tree.nodes["/"], tree.digest
+    result = create(tree, OpCode.create, core.records.CreateTxn("/a", b"v", list(_OPEN), False, -1), 1, 2, 6)
+    node = tree.nodes["/a"]
+    assert (node.data, node.czxid, node.mzxid, node.ctime, node.mtime, node.pzxid) == (b"v", 2, 2, 6, 6, 2)
+    assert (root.cversion, root.pzxid, root.children, root.digest) == (1, 2, {"zookeeper", "a"}, py_node_digest("/", root))
+    assert result == TxnResult(OpCode.create, 0, "/a", PY_STAT_BYTES(node))
+    assert node.digest == py_node_digest("/a", node)
+    assert tree.digest == (digest + node.digest + root.digest - py_node_digest("/", DataTree().nodes["/"])) % 2**64
+    assert tree.listener.calls == [("/a", 1, 2, node.acl), ("/", 4, 2, root.acl)]  # type: ignore[attr-defined]
 
 
 @needs_native
