@@ -997,22 +997,19 @@ push_children(PyObject *stack, PyObject *path, PyObject *children)
 {
     if (PySet_GET_SIZE(children) == 0)
         return 0;
-    PyObject *names = PySequence_List(children);
-    if (names == NULL || PyList_Sort(names) < 0 || PyList_Reverse(names) < 0) {
-        Py_XDECREF(names);
-        return -1;
-    }
     int root = PyUnicode_GET_LENGTH(path) == 1 && PyUnicode_READ_CHAR(path, 0) == '/';
     PyObject *prefix = root ? PyUnicode_FromString("/") : PyUnicode_FromFormat("%U/", path);
-    int status = prefix == NULL ? -1 : 0;
-    for (Py_ssize_t i = 0; status == 0 && i < PyList_GET_SIZE(names); i++) {
-        PyObject *child = PyUnicode_Concat(prefix, PyList_GET_ITEM(names, i));
+    PyObject *names = prefix == NULL ? NULL : PyObject_GetIter(children), *name;
+    int status = names == NULL ? -1 : 0;
+    while (status == 0 && (name = PyIter_Next(names)) != NULL) {
+        PyObject *child = PyUnicode_Concat(prefix, name);
         status = child == NULL || PyList_Append(stack, child) < 0 ? -1 : 0;
         Py_XDECREF(child);
+        Py_DECREF(name);
     }
+    Py_XDECREF(names);
     Py_XDECREF(prefix);
-    Py_DECREF(names);
-    return status;
+    return status == 0 && PyErr_Occurred() ? -1 : status;
 }
 
 /* write_nodes(nodes, stack, refs, open_acl, upto, limit, py_record) -> bytes: see
@@ -1035,6 +1032,9 @@ nodeview_write_nodes(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
     }
     Out o;
     out_init(&o);
+    if (limit > 0 && out_reserve(&o, limit + 1024) == NULL)  /* one buffer for the whole chunk */
+        return NULL;
+    o.len = 0;
     PyObject *path = NULL;
     while (PyList_GET_SIZE(stack) > 0 && o.len < limit) {
         Py_ssize_t top = PyList_GET_SIZE(stack) - 1;
@@ -1298,7 +1298,44 @@ nodeview_dealloc(NodeView *nv)
     Py_TYPE(nv)->tp_free((PyObject *)nv);
 }
 
+/* acl_refs(nodes, open_acl) -> {id(acl): (acl, ref)}: see core.snapshot._acl_refs, which this
+ * is in C. A value that is not a node goes to the Python code as a whole (None is returned). */
+static PyObject *
+nodeview_acl_refs(NodeView *nv, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "acl_refs(nodes, open_acl)");
+        return NULL;
+    }
+    PyObject *refs = PyDict_New(), *key, *node, *last = NULL;
+    Py_ssize_t pos = 0;
+    while (refs != NULL && PyDict_Next(args[0], &pos, &key, &node)) {
+        PyObject *acl = PyObject_TypeCheck(node, nv->node_type) ? SLOT(node, nv->off[N_ACL]) : NULL;
+        if (acl == NULL) {
+            Py_DECREF(refs);
+            Py_RETURN_NONE;
+        }
+        if (acl == last || acl == args[1])  /* nodes mostly share one ACL: skip the lookup */
+            continue;
+        last = acl;
+        PyObject *id = PyLong_FromVoidPtr(acl), *entry = NULL;
+        int known = id == NULL ? -1 : PyDict_Contains(refs, id);
+        if (known == 0) {
+            PyObject *ref = PyLong_FromSsize_t(PyDict_GET_SIZE(refs) + 1);
+            entry = ref == NULL ? NULL : pair_of(Py_NewRef(acl), ref);
+            known = entry == NULL || PyDict_SetItem(refs, id, entry) < 0 ? -1 : 1;
+        }
+        Py_XDECREF(entry);
+        Py_XDECREF(id);
+        if (known < 0)
+            Py_CLEAR(refs);
+    }
+    return refs;
+}
+
 static PyMethodDef nodeview_methods[] = {
+    {"acl_refs", (PyCFunction)(void (*)(void))nodeview_acl_refs, METH_FASTCALL,
+     "acl_refs(nodes, open_acl) -> {id(acl): (acl, ref)} for the ACLs but open_acl, or None."},
     {"digest", (PyCFunction)(void (*)(void))nodeview_digest, METH_FASTCALL,
      "digest(path, node) -> the node's part of the tree digest."},
     {"stat_bytes", (PyCFunction)nodeview_stat_bytes, METH_O, "stat_bytes(node) -> the client Stat's bytes."},

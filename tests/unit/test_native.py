@@ -280,6 +280,7 @@ def test_snapshot_records_in_c_are_the_python_ones(data: st.DataObject, limit: i
         tree.nodes[parent].children = {*tree.nodes[parent].children, path.rsplit("/", 1)[1]}
         paths.append(path)
     refs = snapshot._acl_refs(tree)
+    assert refs == snapshot.py_acl_refs(tree) and list(refs.values()) == list(snapshot.py_acl_refs(tree).values())
     refs.pop(id(unknown), None)  # an ACL not in the refs: written as -1, by both
     c_stack, py_stack = ["/"], ["/"]
     while py_stack:
