@@ -997,19 +997,22 @@ push_children(PyObject *stack, PyObject *path, PyObject *children)
 {
     if (PySet_GET_SIZE(children) == 0)
         return 0;
+    PyObject *names = PySequence_List(children);
+    if (names == NULL || PyList_Sort(names) < 0 || PyList_Reverse(names) < 0) {
+        Py_XDECREF(names);
+        return -1;
+    }
     int root = PyUnicode_GET_LENGTH(path) == 1 && PyUnicode_READ_CHAR(path, 0) == '/';
     PyObject *prefix = root ? PyUnicode_FromString("/") : PyUnicode_FromFormat("%U/", path);
-    PyObject *names = prefix == NULL ? NULL : PyObject_GetIter(children), *name;
-    int status = names == NULL ? -1 : 0;
-    while (status == 0 && (name = PyIter_Next(names)) != NULL) {
-        PyObject *child = PyUnicode_Concat(prefix, name);
+    int status = prefix == NULL ? -1 : 0;
+    for (Py_ssize_t i = 0; status == 0 && i < PyList_GET_SIZE(names); i++) {
+        PyObject *child = PyUnicode_Concat(prefix, PyList_GET_ITEM(names, i));
         status = child == NULL || PyList_Append(stack, child) < 0 ? -1 : 0;
         Py_XDECREF(child);
-        Py_DECREF(name);
     }
-    Py_XDECREF(names);
     Py_XDECREF(prefix);
-    return status == 0 && PyErr_Occurred() ? -1 : status;
+    Py_DECREF(names);
+    return status;
 }
 
 /* write_nodes(nodes, stack, refs, open_acl, upto, limit, py_record) -> bytes: see

@@ -17,8 +17,9 @@ marker (`serialize_stream` / `deserialize_stream`).
 ACL refs are numbered 1, 2, ... in order of first use; only nodes holding the very object
 `core.acl.OPEN_ACL_UNSAFE` (the tree's built-in nodes, or nodes read with ref -1) are written
 with ref -1, as ZooKeeper writes -1 only for nodes it created without an ACL list. Children
-are written in the order of their node's set, as ZooKeeper writes them in its hash set's order:
-equal trees may give different bytes.
+are written in sorted order (ZooKeeper's is hash order), so equal trees give equal bytes; for
+sequential names that is also the order their znodes were made in, which a walk over memory
+goes through faster than hash order.
 
 Serializing reads the tree as it goes and is fuzzy like ZooKeeper's: it may be consumed while
 the tree changes (on another thread); a node created or re-ACLed meanwhile may be missing or
@@ -121,7 +122,7 @@ def py_write_nodes(nodes: dict[str, Node], stack: list[str], refs: dict[int, tup
                    open_acl: tuple[ACL, ...], upto: int, limit: int,
                    record: Callable[[str, Node, dict[int, tuple[tuple[ACL, ...], int]], int], bytes | None]) -> bytes:
     """The records of the nodes popped from `stack` (paths; each written node's children are
-    pushed in the order of its set) until `limit` bytes or the stack is empty. A path no
+    pushed, to be popped in sorted order) until `limit` bytes or the stack is empty. A path no
     longer in `nodes`, or whose `record` is None, is skipped with its subtree."""
     parts: list[bytes] = []
     size = 0
@@ -134,7 +135,7 @@ def py_write_nodes(nodes: dict[str, Node], stack: list[str], refs: dict[int, tup
         parts.append(rec)
         size += len(rec)
         prefix = "" if path == "/" else path
-        stack.extend(f"{prefix}/{child}" for child in node.children)  # type: ignore[union-attr]
+        stack.extend(f"{prefix}/{child}" for child in sorted(node.children, reverse=True))  # type: ignore[union-attr]
     return b"".join(parts)
 
 
