@@ -16,6 +16,11 @@
  *
  * txn_encoder: core.txn's encode_txn (a log entry's bytes) from a Txn's slots and the body
  * records' Codecs; any txn it does not encode alike goes to the Python encode_txn.
+ *
+ * set_data_prepper, create_prepper, set_data_applier, create_applier: the common cases of
+ * core.prep's Prep._set_data and Prep._create and of core.tree's DataTree._set_data and
+ * DataTree._create; anything else (an error, a container, a TTL, an odd value) goes to the
+ * Python method before anything is changed.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
