@@ -112,6 +112,17 @@ pair_of(PyObject *a, PyObject *b)
     return t;
 }
 
+/* The C function `def` with `spec` as its self (taking the reference; NULL passes through). */
+static PyObject *
+function_of(PyMethodDef *def, PyObject *spec)
+{
+    if (spec == NULL)
+        return NULL;
+    PyObject *f = PyCFunction_NewEx(def, spec, NULL);
+    Py_DECREF(spec);
+    return f;
+}
+
 /* A growable output buffer; `small` holds short records without an allocation. */
 typedef struct {
     unsigned char *p;
@@ -1591,12 +1602,7 @@ txn_encoder(PyObject *module, PyObject *args)
             return NULL;
         }
     }
-    PyObject *spec = Py_BuildValue("(ONOOOO)", cls, offsets, bodies, digest, multi, py);
-    if (spec == NULL)
-        return NULL;
-    PyObject *f = PyCFunction_NewEx(&encode_txn_def, spec, NULL);
-    Py_DECREF(spec);
-    return f;
+    return function_of(&encode_txn_def, Py_BuildValue("(ONOOOO)", cls, offsets, bodies, digest, multi, py));
 }
 
 /* -- setData prep ------------------------------------------------------------------------ */
@@ -1838,13 +1844,8 @@ set_data_prepper(PyObject *module, PyObject *args)
         Py_XDECREF(change_offsets);
         return NULL;
     }
-    PyObject *spec = Py_BuildValue("(OONONOOO[Oi])", view, change, change_offsets, request, request_offsets,
-                                   txn, py, perm, Py_None, -1);
-    if (spec == NULL)
-        return NULL;
-    PyObject *f = PyCFunction_NewEx(&prep_set_data_def, spec, NULL);
-    Py_DECREF(spec);
-    return f;
+    return function_of(&prep_set_data_def, Py_BuildValue(
+        "(OONONOOO[Oi])", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1));
 }
 
 /* -- create prep -------------------------------------------------------------------------- */
@@ -2061,13 +2062,9 @@ create_prepper(PyObject *module, PyObject *args)
         Py_XDECREF(change_offsets);
         return NULL;
     }
-    PyObject *spec = Py_BuildValue("(OONONOOO[Oi]OO)", view, change, change_offsets, request, request_offsets,
-                                   txn, py, perm, Py_None, -1, types, validate);
-    if (spec == NULL)
-        return NULL;
-    PyObject *f = PyCFunction_NewEx(&prep_create_def, spec, NULL);
-    Py_DECREF(spec);
-    return f;
+    return function_of(&prep_create_def, Py_BuildValue(
+        "(OONONOOO[Oi]OO)", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1,
+        types, validate));
 }
 
 /* -- setData apply ----------------------------------------------------------------------- */
@@ -2175,12 +2172,7 @@ set_data_applier(PyObject *module, PyObject *args)
     PyObject *offsets = slot_offsets(txn, request_slots, R_COUNT);
     if (offsets == NULL)
         return NULL;
-    PyObject *spec = Py_BuildValue("(OONOOO)", view, txn, offsets, result, py, event);
-    if (spec == NULL)
-        return NULL;
-    PyObject *f = PyCFunction_NewEx(&apply_set_data_def, spec, NULL);
-    Py_DECREF(spec);
-    return f;
+    return function_of(&apply_set_data_def, Py_BuildValue("(OONOOO)", view, txn, offsets, result, py, event));
 }
 
 /* -- create apply ------------------------------------------------------------------------- */
@@ -2351,12 +2343,8 @@ create_applier(PyObject *module, PyObject *args)
     PyObject *offsets = slot_offsets(txn, create_txn_slots, K_COUNT);
     if (offsets == NULL)
         return NULL;
-    PyObject *spec = Py_BuildValue("(OONOOOOO)", view, txn, offsets, result, py, types, created, changed);
-    if (spec == NULL)
-        return NULL;
-    PyObject *f = PyCFunction_NewEx(&apply_create_def, spec, NULL);
-    Py_DECREF(spec);
-    return f;
+    return function_of(&apply_create_def,
+                       Py_BuildValue("(OONOOOOO)", view, txn, offsets, result, py, types, created, changed));
 }
 
 /* -- module ------------------------------------------------------------------------------- */

@@ -341,6 +341,11 @@ def test_reading_a_snapshot_in_c_gives_the_tree_the_python_reader_gives(data: st
             assert by_c == by_python
 
 
+def _handed_to_python(*args: Any) -> Any:
+    """The Python method of a C function under test that must not hand its call over."""
+    raise AssertionError("handed to the Python method")
+
+
 _ANYONE = Id("world", "anyone")
 _PREP_ACLS = [tuple(_OPEN), (ACL(1, _ANYONE),), (ACL(2, _ANYONE),), (ACL(1, _ANYONE), ACL(2, _ANYONE)), (),
               (ACL(31, Id("digest", "alice:x")),), (ACL(31, Id("world", "someone")),), (ACL(2 | 2**40, _ANYONE),)]
@@ -389,6 +394,13 @@ def _prep_state(prep: Any) -> Any:
     return [(p, fields(c)) for p, c in prep._pending.items()], [fields(c) for c in prep._order], undo
 
 
+def _assert_prepped_alike(name: str, python: Any, c_prep: Prep, py_prep: Prep, *args: Any) -> None:
+    """Prep's method `name` (in C) and its Python method give the same outcome and records."""
+    assert getattr(Prep, name) is not python
+    assert outcome(getattr(c_prep, name), *args) == outcome(python, py_prep, *args)
+    assert _prep_state(c_prep) == _prep_state(py_prep)
+
+
 @needs_native
 @settings(max_examples=300)
 @given(plan=prep_plans(), data=st.data())
@@ -398,20 +410,13 @@ def test_a_set_data_is_prepped_in_c_as_in_python(plan: Any, data: st.DataObject)
     rec = SetDataRequest(path, b"new", data.draw(st.just(-1) | st.sampled_from(_VERSIONS + [3])))
     auth = data.draw(st.sampled_from([[], [Id("super", "x")], [Id("digest", "alice:x")]]))
     request = Request(5, 6, OpCode.setData, rec, b"", auth)
-    by_c = outcome(c_prep._set_data, OpCode.setData, rec, request, 10)
-    by_python = outcome(PY_SET_DATA, py_prep, OpCode.setData, rec, request, 10)
-    assert Prep._set_data is not PY_SET_DATA
-    assert by_c == by_python
-    assert _prep_state(c_prep) == _prep_state(py_prep)
+    _assert_prepped_alike("_set_data", PY_SET_DATA, c_prep, py_prep, OpCode.setData, rec, request, 10)
 
 
 @needs_native
 def test_a_plain_set_data_is_prepped_without_the_python_method() -> None:
-    def python(*args: Any) -> Any:
-        raise AssertionError("handed to the Python method")
-
     assert native.MODULE is not None
-    set_data = native.MODULE.set_data_prepper(NODE_VIEW, _Change, SetDataRequest, SetDataTxn, python, 2)
+    set_data = native.MODULE.set_data_prepper(NODE_VIEW, _Change, SetDataRequest, SetDataTxn, _handed_to_python, 2)
     prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x"), 3, 0), None)}, True))
     request = Request(5, 6, OpCode.setData, None, b"", [])
     assert set_data(prep, OpCode.setData, SetDataRequest("/a", b"v", 4), request, 10) == SetDataTxn("/a", b"v", 5)
@@ -430,25 +435,20 @@ def test_a_create_is_prepped_in_c_as_in_python(plan: Any, data: st.DataObject) -
     t = data.draw(st.sampled_from([OpCode.create, OpCode.create2]) | st.sampled_from([OpCode.createContainer, 99]))
     path = data.draw(st.sampled_from(["/a/x", "/b/x", "/a/x0000000003", "/c/y"])
                      | st.sampled_from(["/d/x", "/a", "/c/", "/a/\0", "", "bad", "/a/..", "/", None]))
-    acl = data.draw(st.just(list(_OPEN)) | st.sampled_from([[], [ACL(31, Id("auth", ""))], [ACL(1, _ANYONE), ACL(1, _ANYONE)]]))
+    acl = data.draw(st.just(list(_OPEN))
+                    | st.sampled_from([[], [ACL(31, Id("auth", ""))], [ACL(1, _ANYONE), ACL(1, _ANYONE)]]))
     flags = data.draw(st.integers(0, 3) | st.sampled_from([4, 5, 6, 7, -1]))
     rec = CreateRequest(path, data.draw(st.none() | st.just(b"v")), acl, flags)
     request = Request(5, 6, t, rec, b"", [])
-    by_c = outcome(c_prep._create, t, rec, request, 10)
-    by_python = outcome(PY_CREATE, py_prep, t, rec, request, 10)
-    assert Prep._create is not PY_CREATE
-    assert by_c == by_python
-    assert _prep_state(c_prep) == _prep_state(py_prep)
+    _assert_prepped_alike("_create", PY_CREATE, c_prep, py_prep, t, rec, request, 10)
 
 
 @needs_native
 def test_a_plain_create_is_prepped_without_the_python_method() -> None:
-    def python(*args: Any) -> Any:
-        raise AssertionError("handed to the Python method")
-
     assert native.MODULE is not None
-    create = native.MODULE.create_prepper(NODE_VIEW, _Change, CreateRequest, core.records.CreateTxn, python, 4,
-                                          frozenset({OpCode.create, OpCode.create2}), validate_path)
+    create = native.MODULE.create_prepper(NODE_VIEW, _Change, CreateRequest, core.records.CreateTxn,
+                                          _handed_to_python, 4, frozenset({OpCode.create, OpCode.create2}),
+                                          validate_path)
     prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x"), 3, 0), None)}, False))
     request = Request(5, 6, OpCode.create, None, b"", [])
     made = [create(prep, OpCode.create, CreateRequest("/a/s", b"v", list(_OPEN), flags), request, zxid)
@@ -457,8 +457,10 @@ def test_a_plain_create_is_prepped_without_the_python_method() -> None:
                     core.records.CreateTxn("/a/s", b"v", _OPEN, True, 5),
                     core.records.CreateTxn("/a/s0000000005", b"v", _OPEN, True, 6)]
     assert _prep_state(prep)[0] == [
-        ("/a", (12, "/a", True, 4, 6, 4, 0, _OPEN, 4)), ("/a/s0000000003", (10, "/a/s0000000003", True, 0, 0, 0, 0, _OPEN, 0)),
-        ("/a/s", (11, "/a/s", True, 0, 0, 0, 5, _OPEN, 0)), ("/a/s0000000005", (12, "/a/s0000000005", True, 0, 0, 0, 5, _OPEN, 0))]
+        ("/a", (12, "/a", True, 4, 6, 4, 0, _OPEN, 4)),
+        ("/a/s0000000003", (10, "/a/s0000000003", True, 0, 0, 0, 0, _OPEN, 0)),
+        ("/a/s", (11, "/a/s", True, 0, 0, 0, 5, _OPEN, 0)),
+        ("/a/s0000000005", (12, "/a/s0000000005", True, 0, 0, 0, 5, _OPEN, 0))]
 
 
 class _Recorder:
@@ -516,8 +518,9 @@ def test_a_create_is_applied_in_c_as_in_python(parent: Node, parent_path: str, d
     taken = data.draw(st.booleans())
     c_tree, py_tree = DataTree(_Recorder()), DataTree(_Recorder())
     for tree in (c_tree, py_tree):
+        children = set(parent.children) if type(parent.children) is set else parent.children
         tree.nodes[parent_path] = replace(parent, reply=b"a reply", children_reply=b"names", digest=99,
-                                          children=set(parent.children) if type(parent.children) is set else parent.children)
+                                          children=children)
         if taken:
             tree.nodes[path] = Node(b"", (), 1, 1, 1, 1, 0, 0, 0, 0, 1)
         tree._digest = 12345
@@ -534,18 +537,16 @@ def test_a_create_is_applied_in_c_as_in_python(parent: Node, parent_path: str, d
 
 @needs_native
 def test_a_plain_create_is_applied_without_the_python_method() -> None:
-    def python(*args: Any) -> Any:
-        raise AssertionError("handed to the Python method")
-
     assert native.MODULE is not None
-    create = native.MODULE.create_applier(NODE_VIEW, core.records.CreateTxn, TxnResult, python,
+    create = native.MODULE.create_applier(NODE_VIEW, core.records.CreateTxn, TxnResult, _handed_to_python,
                                           frozenset({OpCode.create}), 1, 4)
     tree = DataTree(_Recorder())
     root, digest = tree.nodes["/"], tree.digest
     result = create(tree, OpCode.create, core.records.CreateTxn("/a", b"v", list(_OPEN), False, -1), 1, 2, 6)
     node = tree.nodes["/a"]
     assert (node.data, node.czxid, node.mzxid, node.ctime, node.mtime, node.pzxid) == (b"v", 2, 2, 6, 6, 2)
-    assert (root.cversion, root.pzxid, root.children, root.digest) == (1, 2, {"zookeeper", "a"}, py_node_digest("/", root))
+    assert (root.cversion, root.pzxid, root.children) == (1, 2, {"zookeeper", "a"})
+    assert root.digest == py_node_digest("/", root)
     assert result == TxnResult(OpCode.create, 0, "/a", PY_STAT_BYTES(node))
     assert node.digest == py_node_digest("/a", node)
     assert tree.digest == (digest + node.digest + root.digest - py_node_digest("/", DataTree().nodes["/"])) % 2**64
@@ -554,11 +555,8 @@ def test_a_plain_create_is_applied_without_the_python_method() -> None:
 
 @needs_native
 def test_a_plain_set_data_is_applied_without_the_python_method() -> None:
-    def python(*args: Any) -> Any:
-        raise AssertionError("handed to the Python method")
-
     assert native.MODULE is not None
-    set_data = native.MODULE.set_data_applier(NODE_VIEW, SetDataTxn, TxnResult, python, 3)
+    set_data = native.MODULE.set_data_applier(NODE_VIEW, SetDataTxn, TxnResult, _handed_to_python, 3)
     tree = DataTree(_Recorder())
     tree.apply(Txn(1, 1, 1, 5, OpCode.create, core.records.CreateTxn("/a", b"v", list(_OPEN), False, -1)))
     node, digest = tree.nodes["/a"], tree.digest
