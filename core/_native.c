@@ -17,9 +17,9 @@
  * txn_encoder: core.txn's encode_txn (a log entry's bytes) from a Txn's slots and the body
  * records' Codecs; any txn it does not encode alike goes to the Python encode_txn.
  *
- * set_data_prepper, create_prepper, set_data_applier, create_applier: the common cases of
- * core.prep's Prep._set_data and Prep._create and of core.tree's DataTree._set_data and
- * DataTree._create; anything else (an error, a container, a TTL, an odd value) goes to the
+ * set_data_prepper, create_prepper, delete_prepper, set_data_applier, create_applier,
+ * delete_applier: the common cases of core.prep's Prep._set_data, _create and _delete and of
+ * core.tree's DataTree._set_data, _create and _delete; anything else (an error, a container, a TTL, an odd value) goes to the
  * Python method before anything is changed.
  */
 #define PY_SSIZE_T_CLEAN
@@ -1861,7 +1861,7 @@ enum { CP_VIEW, CP_CHANGE, CP_CHANGE_OFFSETS, CP_REQUEST, CP_REQUEST_OFFSETS, CP
        CP_TYPES, CP_VALIDATE, CP_COUNT };
 enum { Q_PATH, Q_DATA, Q_ACL, Q_FLAGS, Q_COUNT };
 static const char *create_request_slots[Q_COUNT] = {"path", "data", "acl", "flags"};
-static PyObject *str_access, *str_fixup, *str_auth, *str_session_id, *str_root, *zero, *one;
+static PyObject *str_access, *str_fixup, *str_auth, *str_session_id, *str_root, *str_zookeeper, *zero, *one;
 
 /* The record of `path` as pending changes leave it: a new reference to the change (exists) or
  * the node, or None when it will not exist; NULL with an exception, or NULL without one when
@@ -2065,6 +2065,129 @@ create_prepper(PyObject *module, PyObject *args)
     return function_of(&prep_create_def, Py_BuildValue(
         "(OONONOOO[Oi]OO)", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1,
         types, validate));
+}
+
+/* -- delete prep -------------------------------------------------------------------------- */
+
+/* delete(prep, t, rec, request, zxid) for core.prep's Prep._delete, in its common case: a path
+ * outside /zookeeper whose node (of the tree or of a pending change) exists, has no children
+ * and a version that matches (or -1), under a parent that lets world:anyone delete. The change
+ * records and the DeleteTxn are the Python method's; every other call goes to the Python method
+ * before anything is recorded. The function's `self` is the tuple made by delete_prepper. */
+enum { DP_VIEW, DP_CHANGE, DP_CHANGE_OFFSETS, DP_REQUEST, DP_REQUEST_OFFSETS, DP_TXN, DP_PY, DP_PERM, DP_OPEN,
+       DP_COUNT };
+enum { E_PATH, E_VERSION, E_COUNT };
+static const char *delete_request_slots[E_COUNT] = {"path", "version"};
+
+static PyObject *
+prep_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, DP_PY);
+    if (nargs != 5 || !Py_IS_TYPE(args[2], (PyTypeObject *)PyTuple_GET_ITEM(spec, DP_REQUEST)))
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    NodeView *nv = (NodeView *)PyTuple_GET_ITEM(spec, DP_VIEW);
+    PyObject *change_type = PyTuple_GET_ITEM(spec, DP_CHANGE);
+    const Py_ssize_t *coff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, DP_CHANGE_OFFSETS));
+    const Py_ssize_t *eoff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, DP_REQUEST_OFFSETS));
+    PyObject *prep = args[0], *rec = args[2], *zxid = args[4];
+    PyObject *path = SLOT(args[2], eoff[E_PATH]), *expected = SLOT(rec, eoff[E_VERSION]);  /* borrowed */
+    PyObject *pending = NULL, *nodes = NULL, *parent_path = NULL, *parent = NULL, *node = NULL;
+    PyObject *undo = NULL, *order = NULL, *nchildren = NULL, *txn = NULL, *up = NULL, *gone = NULL;
+    PyObject *result = NULL, *ps[C_COUNT] = {NULL}, *ns[C_COUNT] = {NULL};
+    int64_t current, wanted, count;
+    if (path == NULL || expected == NULL || !PyUnicode_CheckExact(path)
+            || PyUnicode_Tailmatch(path, str_zookeeper, 0, PY_SSIZE_T_MAX, -1) != 0)
+        goto python;  /* /zookeeper and below (the special paths among them) */
+    Py_ssize_t len = PyUnicode_GET_LENGTH(path);
+    Py_ssize_t cut = len < 2 ? -1 : PyUnicode_FindChar(path, '/', 0, len, -1);
+    if (cut < 0 || PyUnicode_FindChar(path, 0, 0, len, 1) != -1)
+        goto python;  /* no "/", the root, a NUL, or an error */
+    parent_path = cut > 0 ? PyUnicode_Substring(path, 0, cut) : Py_NewRef(str_root);
+    pending = attr_or_null(prep, str_pending);
+    if (parent_path == NULL || pending == NULL || !PyDict_CheckExact(pending))
+        goto python;
+    PyObject *parent_prev, *prev;
+    parent = pending_record(prep, pending, &nodes, parent_path, change_type, coff, &parent_prev);
+    if (parent == NULL || parent == Py_None || !record_slots(nv, parent, change_type, coff, ps)
+            || !world_allows(PyTuple_GET_ITEM(spec, DP_OPEN), ps[C_ACL], PyLong_AsLong(PyTuple_GET_ITEM(spec, DP_PERM)))
+            || !PyLong_CheckExact(ps[C_NCHILDREN]))
+        goto python;
+    node = pending_record(prep, pending, &nodes, path, change_type, coff, &prev);
+    if (node == NULL || node == Py_None || !record_slots(nv, node, change_type, coff, ns)
+            || !as_int64(ns[C_VERSION], INT32_MIN, INT32_MAX, &current)
+            || !as_int64(expected, INT32_MIN, INT32_MAX, &wanted) || (wanted != -1 && wanted != current)
+            || !as_int64(ns[C_NCHILDREN], 0, 0, &count))
+        goto python;  /* NONODE, BADVERSION, NOTEMPTY, or for the Python code */
+    undo = attr_or_null(prep, str_undo);
+    order = attr_or_null(prep, str_order);
+    if (undo == NULL || (undo != Py_None && !PyList_CheckExact(undo)) || order == NULL)
+        goto python;
+    if ((nchildren = PyNumber_Subtract(ps[C_NCHILDREN], one)) == NULL)
+        goto done;
+    PyObject *txn_fields[1] = {path};
+    if ((txn = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, DP_TXN), txn_fields, 1, NULL)) == NULL)
+        goto done;
+    PyObject *up_fields[9] = {zxid, parent_path, Py_True, ps[C_VERSION], ps[C_CVERSION], ps[C_AVERSION],
+                              ps[C_OWNER], ps[C_ACL], nchildren};
+    PyObject *empty = PyTuple_New(0);
+    PyObject *gone_fields[9] = {zxid, path, Py_False, zero, zero, zero, zero, empty, zero};
+    if (empty == NULL || (up = PyObject_Vectorcall(change_type, up_fields, 9, NULL)) == NULL
+            || (gone = PyObject_Vectorcall(change_type, gone_fields, 9, NULL)) == NULL) {
+        Py_XDECREF(empty);
+        goto done;
+    }
+    Py_DECREF(empty);
+    Py_XINCREF(parent_prev);  /* replaced in `pending` by the first add */
+    Py_XINCREF(prev);
+    int r = add_change(pending, order, undo, parent_path, parent_prev, up);
+    r = r < 0 ? r : add_change(pending, order, undo, path, prev, gone);
+    Py_XDECREF(parent_prev);
+    Py_XDECREF(prev);
+    if (r < 0)
+        goto done;
+    result = Py_NewRef(txn);
+    goto done;
+python:
+    PyErr_Clear();
+    result = PyObject_Vectorcall(py, args, nargs, NULL);
+done:
+    for (int i = 0; i < C_COUNT; i++) {
+        Py_XDECREF(ps[i]);
+        Py_XDECREF(ns[i]);
+    }
+    Py_XDECREF(pending);
+    Py_XDECREF(nodes);
+    Py_XDECREF(parent_path);
+    Py_XDECREF(parent);
+    Py_XDECREF(node);
+    Py_XDECREF(undo);
+    Py_XDECREF(order);
+    Py_XDECREF(nchildren);
+    Py_XDECREF(txn);
+    Py_XDECREF(up);
+    Py_XDECREF(gone);
+    return result;
+}
+
+static PyMethodDef prep_delete_def = {"delete", (PyCFunction)(void (*)(void))prep_delete, METH_FASTCALL,
+                                      "delete(prep, t, rec, request, zxid) -> DeleteTxn."};
+
+/* delete_prepper(node_view, Change, DeleteRequest, DeleteTxn, py_delete, perm_delete) -> delete */
+static PyObject *
+delete_prepper(PyObject *module, PyObject *args)
+{
+    PyObject *view, *change, *request, *txn, *py, *perm;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!:delete_prepper", &NodeViewType, &view, &PyType_Type, &change,
+                          &PyType_Type, &request, &PyType_Type, &txn, &py, &PyLong_Type, &perm))
+        return NULL;
+    PyObject *change_offsets = slot_offsets(change, change_slots, C_COUNT);
+    PyObject *request_offsets = change_offsets == NULL ? NULL : slot_offsets(request, delete_request_slots, E_COUNT);
+    if (request_offsets == NULL) {
+        Py_XDECREF(change_offsets);
+        return NULL;
+    }
+    return function_of(&prep_delete_def, Py_BuildValue(
+        "(OONONOOO[Oi])", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1));
 }
 
 /* -- setData apply ----------------------------------------------------------------------- */
@@ -2347,6 +2470,138 @@ create_applier(PyObject *module, PyObject *args)
                        Py_BuildValue("(OONOOOOO)", view, txn, offsets, result, py, types, created, changed));
 }
 
+/* -- delete apply ------------------------------------------------------------------------- */
+
+/* delete(tree, t, body, client_id, zxid, time) for core.tree's DataTree._delete, in its common
+ * case: a DeleteTxn of a node without an ephemeral owner, present under a parent present, both
+ * of plain values. The parent's pzxid, children and replies, both digests and the tree's, the
+ * listener's two triggers and the result are the Python method's; every other call goes to the
+ * Python method before anything is changed. The function's `self` is the tuple made by
+ * delete_applier. */
+enum { DA_VIEW, DA_TXN, DA_PATH_OFFSET, DA_RESULT, DA_PY, DA_NO_CHILDREN, DA_DELETED, DA_CHILDREN_CHANGED,
+       DA_COUNT };
+
+static PyObject *
+apply_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, DA_PY);
+    if (nargs != 6 || !Py_IS_TYPE(args[2], (PyTypeObject *)PyTuple_GET_ITEM(spec, DA_TXN)))
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    NodeView *nv = (NodeView *)PyTuple_GET_ITEM(spec, DA_VIEW);
+    Py_ssize_t poff = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, DA_PATH_OFFSET));
+    PyObject *tree = args[0], *t = args[1], *zxid = args[4];
+    PyObject *path = SLOT(args[2], poff);  /* borrowed */
+    PyObject *nodes = NULL, *total = NULL, *listener = NULL, *parent_path = NULL, *parent = NULL, *node = NULL;
+    PyObject *name = NULL, *pdigest = NULL, *sum = NULL, *result = NULL;
+    int64_t pv[N_VALUES], v[N_VALUES], zxid_v;
+    Py_ssize_t pplen;
+    if (path == NULL || !PyUnicode_CheckExact(path) || !as_int64(zxid, INT64_MIN, INT64_MAX, &zxid_v))
+        goto python;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(path);
+    Py_ssize_t cut = PyUnicode_FindChar(path, '/', 0, len, -1);
+    nodes = attr_or_null(tree, str_nodes);
+    total = attr_or_null(tree, str_tree_digest);
+    listener = attr_or_null(tree, str_listener);
+    if (cut < 0 || nodes == NULL || !PyDict_CheckExact(nodes) || total == NULL || !PyLong_CheckExact(total)
+            || listener == NULL)
+        goto python;
+    if ((parent_path = cut > 0 ? PyUnicode_Substring(path, 0, cut) : Py_NewRef(str_root)) == NULL
+            || (name = PyUnicode_Substring(path, cut + 1, len)) == NULL)
+        goto python;
+    const char *pp = PyUnicode_AsUTF8AndSize(parent_path, &pplen);
+    parent = Py_XNewRef(PyDict_GetItemWithError(nodes, parent_path));
+    node = pp == NULL || parent == NULL ? NULL : Py_XNewRef(PyDict_GetItemWithError(nodes, path));
+    if (node == NULL || parent == node || !node_values(nv, parent, pv) || !node_values(nv, node, v)
+            || v[N_OWNER] != 0)
+        goto python;  /* NONODE, an owner to unindex, or for the Python code */
+    PyObject *children = SLOT(parent, nv->off[N_CHILDREN]), *pold = SLOT(parent, nv->off[N_DIGEST]);
+    PyObject *nold = SLOT(node, nv->off[N_DIGEST]), *acl = SLOT(node, nv->off[N_ACL]);
+    PyObject *parent_acl = SLOT(parent, nv->off[N_ACL]);
+    int listed = PySet_Contains(children, name);
+    if (listed != 1 || (PySet_GET_SIZE(children) > 1 && !PySet_CheckExact(children)) || pold == NULL
+            || !PyLong_CheckExact(pold) || nold == NULL || !PyLong_CheckExact(nold) || acl == NULL || parent_acl == NULL)
+        goto python;
+    int raise = zxid_v > pv[N_PZXID];
+    PyObject *delta = NULL, *less = NULL;
+    if (raise) {
+        pv[N_PZXID] = zxid_v;
+        if ((pdigest = PyLong_FromUnsignedLong(digest_of(pp, pplen, SLOT(parent, nv->off[N_DATA]), pv))) == NULL
+                || (delta = PyNumber_Subtract(pdigest, pold)) == NULL)
+            goto done;
+    }
+    less = PyNumber_Subtract(delta != NULL ? delta : zero, nold);
+    Py_XDECREF(delta);
+    sum = less == NULL ? NULL : PyNumber_Add(total, less);
+    Py_XDECREF(less);
+    if (sum == NULL || PyObject_SetAttr(tree, str_tree_digest, sum) < 0)
+        goto done;
+    if (PyDict_DelItem(nodes, path) < 0) {  /* present: it cannot fail but for memory */
+        PyObject_SetAttr(tree, str_tree_digest, total);
+        goto done;
+    }
+    /* nothing can fail from here to the triggers */
+    if (raise) {
+        Py_SETREF(SLOT(parent, nv->off[N_PZXID]), Py_NewRef(zxid));
+        Py_SETREF(SLOT(parent, nv->off[N_DIGEST]), Py_NewRef(pdigest));
+    }
+    Py_XSETREF(SLOT(parent, nv->off[N_REPLY]), Py_NewRef(Py_None));
+    Py_XSETREF(SLOT(parent, nv->off[N_CHILDREN_REPLY]), Py_NewRef(Py_None));
+    if (PySet_GET_SIZE(children) == 1)
+        Py_SETREF(SLOT(parent, nv->off[N_CHILDREN]), Py_NewRef(PyTuple_GET_ITEM(spec, DA_NO_CHILDREN)));
+    else
+        PySet_Discard(children, name);
+    Py_INCREF(acl);  /* the listener may run anything */
+    Py_INCREF(parent_acl);
+    PyObject *deleted[5] = {listener, path, PyTuple_GET_ITEM(spec, DA_DELETED), zxid, acl};
+    PyObject *changed[5] = {listener, parent_path, PyTuple_GET_ITEM(spec, DA_CHILDREN_CHANGED), zxid, parent_acl};
+    PyObject *r = PyObject_VectorcallMethod(str_triggered, deleted, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (r != NULL) {
+        Py_DECREF(r);
+        r = PyObject_VectorcallMethod(str_triggered, changed, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    Py_DECREF(acl);
+    Py_DECREF(parent_acl);
+    if (r != NULL) {
+        Py_DECREF(r);
+        PyObject *res[3] = {t, zero, path};
+        result = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, DA_RESULT), res, 3, NULL);
+    }
+    goto done;
+python:
+    PyErr_Clear();
+    result = PyObject_Vectorcall(py, args, nargs, NULL);
+done:
+    Py_XDECREF(nodes);
+    Py_XDECREF(total);
+    Py_XDECREF(listener);
+    Py_XDECREF(parent_path);
+    Py_XDECREF(parent);
+    Py_XDECREF(node);
+    Py_XDECREF(name);
+    Py_XDECREF(pdigest);
+    Py_XDECREF(sum);
+    return result;
+}
+
+static PyMethodDef apply_delete_def = {"delete", (PyCFunction)(void (*)(void))apply_delete, METH_FASTCALL,
+                                       "delete(tree, t, body, client_id, zxid, time) -> TxnResult."};
+
+/* delete_applier(node_view, DeleteTxn, TxnResult, py_delete, no_children, deleted, children_changed) -> delete */
+static PyObject *
+delete_applier(PyObject *module, PyObject *args)
+{
+    PyObject *view, *txn, *result, *py, *none, *deleted, *changed;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!:delete_applier", &NodeViewType, &view, &PyType_Type, &txn,
+                          &PyType_Type, &result, &py, &PyFrozenSet_Type, &none, &PyLong_Type, &deleted,
+                          &PyLong_Type, &changed))
+        return NULL;
+    Py_ssize_t off = slot_offset((PyTypeObject *)txn, str_path);
+    if (off < 0)
+        return NULL;
+    return function_of(&apply_delete_def,
+                       Py_BuildValue("(OOnOOOOO)", view, txn, off, result, py, none, deleted, changed));
+}
+
 /* -- module ------------------------------------------------------------------------------- */
 
 static PyObject *
@@ -2366,8 +2621,12 @@ static PyMethodDef module_methods[] = {
      "set_data_prepper(node_view, Change, SetDataRequest, SetDataTxn, py_set_data, perm_write) -> set_data(prep, t, rec, request, zxid)."},
     {"create_prepper", create_prepper, METH_VARARGS,
      "create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types, validate_path) -> create(prep, t, rec, request, zxid)."},
+    {"delete_prepper", delete_prepper, METH_VARARGS,
+     "delete_prepper(node_view, Change, DeleteRequest, DeleteTxn, py_delete, perm_delete) -> delete(prep, t, rec, request, zxid)."},
     {"create_applier", create_applier, METH_VARARGS,
      "create_applier(node_view, CreateTxn, TxnResult, py_create, types, created, children_changed) -> create(tree, t, body, client_id, zxid, time)."},
+    {"delete_applier", delete_applier, METH_VARARGS,
+     "delete_applier(node_view, DeleteTxn, TxnResult, py_delete, no_children, deleted, children_changed) -> delete(tree, t, body, client_id, zxid, time)."},
     {"set_data_applier", set_data_applier, METH_VARARGS,
      "set_data_applier(node_view, SetDataTxn, TxnResult, py_set_data, event_type) -> set_data(tree, t, body, client_id, zxid, time)."},
     {"instancemethod", instancemethod, METH_O,
@@ -2399,7 +2658,7 @@ PyInit__native(void)
         {&str_id, "id"}, {&str_scheme, "scheme"}, {&str_append, "append"}, {&str_tree_digest, "_digest"},
         {&str_listener, "listener"}, {&str_triggered, "triggered"}, {&str_access, "access"},
         {&str_fixup, "fixup"}, {&str_auth, "auth"}, {&str_session_id, "session_id"}, {&str_root, "/"},
-        {&str_intern_acl, "intern_acl"},
+        {&str_intern_acl, "intern_acl"}, {&str_zookeeper, "/zookeeper"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)

@@ -3,8 +3,8 @@
 `core/_native.c` (built by `pip install` where a C compiler and Python's headers are, which
 setup.py marks optional) gives in C: a jute record's codec (core.jute), a txn's log-entry bytes
 (core.txn), a znode's digest, Stat bytes and snapshot records, written and read (core.tree,
-core.snapshot), the common cases of setData and create, prepped (core.prep) and applied
-(core.tree), and the constructors of the slotted dataclasses made per write
+core.snapshot), the common cases of setData, create and delete, prepped (core.prep) and
+applied (core.tree), and the constructors of the slotted dataclasses made per write
 (`fast_constructor`). Each C function hands anything it does not handle exactly as the Python
 code does (a value out of range, an unusual type, a record out of the common run) to the Python
 code it stands in for, so results and errors are the Python code's. `MODULE` is None where it

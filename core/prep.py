@@ -41,7 +41,7 @@ from core.opcodes import (
 from core.paths import parent_of, validate_path
 from core.records import (
     ACL, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateTTLTxn, CreateTxn, DeleteTxn,
-    CreateRequest, ErrorTxn, SetACLTxn, SetDataRequest, SetDataTxn,
+    CreateRequest, DeleteRequest, ErrorTxn, SetACLTxn, SetDataRequest, SetDataTxn,
 )
 from core.sessions import SessionTracker
 from core.tree import NODE_VIEW, SPECIAL_PATHS, DataTree, Node, kind_of_owner
@@ -396,13 +396,16 @@ class Prep:
         return plan
 
 
-# With the C accelerator, the common cases of setData and create are prepped in C (core.native);
-# the Python methods stay for what it hands back, and for the tests.
+# With the C accelerator, the common cases of setData, create and delete are prepped in C
+# (core.native); the Python methods stay for what it hands back, and for the tests.
 PY_SET_DATA = Prep._set_data
 PY_CREATE = Prep._create
+PY_DELETE = Prep._delete
 if native.MODULE is not None and NODE_VIEW is not None:
     Prep._set_data = native.method(native.MODULE.set_data_prepper(  # type: ignore[method-assign]
         NODE_VIEW, _Change, SetDataRequest, SetDataTxn, PY_SET_DATA, int(_PERM_WRITE)))
     Prep._create = native.method(native.MODULE.create_prepper(  # type: ignore[method-assign]
         NODE_VIEW, _Change, CreateRequest, CreateTxn, PY_CREATE, int(_PERM_CREATE),
         frozenset({OpCode.create, OpCode.create2}), validate_path))
+    Prep._delete = native.method(native.MODULE.delete_prepper(  # type: ignore[method-assign]
+        NODE_VIEW, _Change, DeleteRequest, DeleteTxn, PY_DELETE, int(_PERM_DELETE)))

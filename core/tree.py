@@ -526,10 +526,11 @@ class DataTree:
         node.reply = None
 
 
-# With the C accelerator, the common cases of setData and create are applied in C (core.native);
-# the Python methods stay for what it hands back, and for the tests.
+# With the C accelerator, the common cases of setData, create and delete are applied in C
+# (core.native); the Python methods stay for what it hands back, and for the tests.
 PY_SET_DATA = DataTree._set_data
 PY_CREATE = DataTree._create
+PY_DELETE = DataTree._delete
 if NODE_VIEW is not None:
     assert native.MODULE is not None
     DataTree._set_data = native.method(native.MODULE.set_data_applier(  # type: ignore[method-assign]
@@ -537,3 +538,6 @@ if NODE_VIEW is not None:
     DataTree._create = native.method(native.MODULE.create_applier(  # type: ignore[method-assign]
         NODE_VIEW, CreateTxn, TxnResult, PY_CREATE, frozenset({OpCode.create, OpCode.create2}),
         int(_NODE_CREATED), int(_NODE_CHILDREN_CHANGED)))
+    DataTree._delete = native.method(native.MODULE.delete_applier(  # type: ignore[method-assign]
+        NODE_VIEW, DeleteTxn, TxnResult, PY_DELETE, NO_CHILDREN, int(_NODE_DELETED),
+        int(_NODE_CHILDREN_CHANGED)))

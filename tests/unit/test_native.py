@@ -19,16 +19,17 @@ from core import native, snapshot
 from core.acl import OPEN_ACL_UNSAFE, AccessControl
 from core.interfaces import Request
 from core.jute import Record, _jute_kind
-from core.records import ACL, ACL_LISTS, CreateRequest, Id, SetDataRequest
+from core.records import ACL, ACL_LISTS, CreateRequest, DeleteRequest, Id, SetDataRequest
 from core.opcodes import OpCode
 from core.records import MultiHeader, SetDataTxn, TxnDigest
 from core.paths import validate_path
-from core.prep import PY_CREATE, PY_SET_DATA, Prep, _Change
+from core.prep import PY_CREATE, PY_DELETE, PY_SET_DATA, Prep, _Change
 from core.requests import MULTI_OPS, MULTI_READ_OPS, decode_multi, py_decode_multi
 from core.sessions import SessionTracker
 from core.txn import BODY, Txn, encode_txn, py_encode_txn
 from core.tree import NODE_VIEW, PY_STAT_BYTES, DataTree, Node, TxnResult, py_node_digest
-from core.tree import PY_CREATE as PY_APPLY_CREATE, PY_SET_DATA as PY_APPLY_SET_DATA
+from core.tree import NO_CHILDREN, PY_CREATE as PY_APPLY_CREATE, PY_DELETE as PY_APPLY_DELETE
+from core.tree import PY_SET_DATA as PY_APPLY_SET_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -363,9 +364,9 @@ def prep_plans(draw: Any) -> Any:
     for path in ("/a", "/b", "/c", "/a/x0000000003"):
         version, acl = draw(st.sampled_from(_VERSIONS)), draw(st.just(tuple(_OPEN)) | st.sampled_from(_PREP_ACLS))
         cversion, owner = draw(st.sampled_from(_CVERSIONS)), draw(st.just(0) | st.sampled_from(_PREP_OWNERS))
-        node = ((version, acl, frozenset(draw(st.lists(st.sampled_from("xyz"), max_size=2))), cversion, owner)
-                if draw(st.booleans()) else None)
-        change = ((draw(st.booleans()), version, acl, draw(st.integers(0, 2)), cversion, owner)
+        children = draw(st.just([]) | st.lists(st.sampled_from("xyz"), max_size=2))
+        node = (version, acl, frozenset(children), cversion, owner) if draw(st.booleans()) else None
+        change = ((draw(st.booleans()), version, acl, draw(st.just(0) | st.integers(0, 2)), cversion, owner)
                   if draw(st.booleans()) else None)
         nodes[path] = (node, change)
     return nodes, draw(st.booleans())
@@ -463,6 +464,35 @@ def test_a_plain_create_is_prepped_without_the_python_method() -> None:
         ("/a/s0000000005", (12, "/a/s0000000005", True, 0, 0, 0, 5, _OPEN, 0))]
 
 
+@needs_native
+@settings(max_examples=400)
+@given(plan=prep_plans(), data=st.data())
+def test_a_delete_is_prepped_in_c_as_in_python(plan: Any, data: st.DataObject) -> None:
+    c_prep, py_prep = (_prep_from(plan) for _ in range(2))
+    path = data.draw(st.sampled_from(["/a", "/b", "/a/x0000000003", "/c"])
+                     | st.sampled_from(["/d", "/", "/zookeeper", "/zookeeper/quota", "/a/\0", "", "bad", None]))
+    node, change = plan[0].get(path, (None, None))
+    held = [r[1] if r is change else r[0] for r in (node, change) if r is not None]  # its versions
+    version = data.draw(st.sampled_from([-1, *held, *(v + 1 for v in held)]) | st.sampled_from(_VERSIONS))
+    rec = DeleteRequest(path, version)
+    request = Request(5, 6, OpCode.delete, rec, b"", [])
+    _assert_prepped_alike("_delete", PY_DELETE, c_prep, py_prep, OpCode.delete, rec, request, 10)
+
+
+@needs_native
+def test_a_plain_delete_is_prepped_without_the_python_method() -> None:
+    assert native.MODULE is not None
+    delete = native.MODULE.delete_prepper(NODE_VIEW, _Change, DeleteRequest, core.records.DeleteTxn,
+                                          _handed_to_python, 8)
+    prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x"), 3, 0), None),
+                        "/a/x0000000003": ((2, tuple(_OPEN), frozenset(), 3, 0), None)}, False))
+    request = Request(5, 6, OpCode.delete, None, b"", [])
+    txn = delete(prep, OpCode.delete, DeleteRequest("/a/x0000000003", 2), request, 10)
+    assert txn == core.records.DeleteTxn("/a/x0000000003")
+    assert _prep_state(prep)[0] == [("/a", (10, "/a", True, 4, 3, 4, 0, _OPEN, 0)),
+                                    ("/a/x0000000003", (10, "/a/x0000000003", False, 0, 0, 0, 0, (), 0))]
+
+
 class _Recorder:
     """A tree listener that keeps every trigger."""
 
@@ -551,6 +581,56 @@ def test_a_plain_create_is_applied_without_the_python_method() -> None:
     assert node.digest == py_node_digest("/a", node)
     assert tree.digest == (digest + node.digest + root.digest - py_node_digest("/", DataTree().nodes["/"])) % 2**64
     assert tree.listener.calls == [("/a", 1, 2, node.acl), ("/", 4, 2, root.acl)]  # type: ignore[attr-defined]
+
+
+@needs_native
+@settings(max_examples=400)
+@given(parent=nodes(), node=nodes(), parent_path=st.sampled_from(["/a", "/zookeeper/q", "/a\udc80", "/"]),
+       data=st.data())
+def test_a_delete_is_applied_in_c_as_in_python(parent: Node, node: Node, parent_path: str, data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(["n", "m"]))
+    path = ("" if parent_path == "/" else parent_path) + "/" + name
+    body = core.records.DeleteTxn(data.draw(st.just(path) | st.sampled_from(["/missing/n", "/", "nothing"])))
+    zxid = data.draw(st.sampled_from([parent.pzxid, 2**63]) | _INT64)
+    owner = data.draw(st.just(0) | _OWNERS)
+    listed, mutable, present = (data.draw(st.booleans()) for _ in range(3))
+    c_tree, py_tree = DataTree(_Recorder()), DataTree(_Recorder())
+    for tree in (c_tree, py_tree):
+        kids = set(parent.children) | ({name} if listed else set())
+        tree.nodes[parent_path] = replace(parent, reply=b"a reply", children_reply=b"names", digest=99,
+                                          children=kids if mutable else frozenset(kids))
+        if present:
+            tree.nodes[path] = replace(node, ephemeral_owner=owner, digest=7)
+            if owner:
+                tree.ephemerals.setdefault(owner, set()).add(path)
+        tree._digest = 12345
+    by_c = outcome(c_tree._delete, OpCode.delete, body, 5, zxid, 0)
+    by_python = outcome(PY_APPLY_DELETE, py_tree, OpCode.delete, body, 5, zxid, 0)
+    assert DataTree._delete is not PY_APPLY_DELETE
+    assert by_c == by_python
+    assert ({p: tuple(getattr(n, k) for k in _SLOTS) for p, n in c_tree.nodes.items()}
+            == {p: tuple(getattr(n, k) for k in _SLOTS) for p, n in py_tree.nodes.items()})
+    assert c_tree._digest == py_tree._digest
+    assert c_tree.listener.calls == py_tree.listener.calls  # type: ignore[attr-defined]
+    assert c_tree.ephemerals == py_tree.ephemerals
+
+
+@needs_native
+def test_a_plain_delete_is_applied_without_the_python_method() -> None:
+    assert native.MODULE is not None
+    delete = native.MODULE.delete_applier(NODE_VIEW, core.records.DeleteTxn, TxnResult, _handed_to_python,
+                                          NO_CHILDREN, 2, 4)
+    tree, twin = DataTree(_Recorder()), DataTree(_Recorder())
+    for t in (tree, twin):
+        t.apply(Txn(1, 1, 1, 5, OpCode.create, core.records.CreateTxn("/a", b"v", list(_OPEN), False, -1)))
+        t.apply(Txn(1, 2, 2, 5, OpCode.create, core.records.CreateTxn("/a/b", b"w", list(_OPEN), False, -1)))
+    parent, node = tree.nodes["/a"], tree.nodes["/a/b"]
+    result = delete(tree, OpCode.delete, core.records.DeleteTxn("/a/b"), 1, 3, 6)
+    assert result == PY_APPLY_DELETE(twin, OpCode.delete, core.records.DeleteTxn("/a/b"), 1, 3, 6)
+    assert result == TxnResult(OpCode.delete, 0, "/a/b") and "/a/b" not in tree.nodes
+    assert (parent.pzxid, parent.children, parent.digest) == (3, NO_CHILDREN, py_node_digest("/a", parent))
+    assert tree.digest == twin.digest
+    assert tree.listener.calls[-2:] == [("/a/b", 2, 3, node.acl), ("/a", 4, 3, parent.acl)]  # type: ignore[attr-defined]
 
 
 @needs_native
