@@ -1848,6 +1848,45 @@ set_data_prepper(PyObject *module, PyObject *args)
         "(OONONOOO[Oi])", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1));
 }
 
+static PyObject *str_access, *str_fixup, *str_auth, *str_session_id, *str_root, *str_zookeeper, *zero, *one;
+static PyObject *str_tree_digest, *str_listener, *str_triggered;
+
+/* The parts of a DataTree that the apply functions use (new references): its nodes, its
+ * digest and its listener. */
+typedef struct {
+    PyObject *nodes, *total, *listener;
+} TreeParts;
+
+static void
+tree_parts_clear(TreeParts *t)
+{
+    Py_CLEAR(t->nodes);
+    Py_CLEAR(t->total);
+    Py_CLEAR(t->listener);
+}
+
+/* 1 with `t` filled; 0 (no exception, nothing held) when a part is missing or the nodes are not
+ * a dict or the digest not an int. */
+static int
+tree_parts(PyObject *tree, TreeParts *t)
+{
+    t->nodes = attr_or_null(tree, str_nodes);
+    t->total = attr_or_null(tree, str_tree_digest);
+    t->listener = attr_or_null(tree, str_listener);
+    if (t->nodes != NULL && PyDict_CheckExact(t->nodes) && t->total != NULL && PyLong_CheckExact(t->total)
+            && t->listener != NULL)
+        return 1;
+    tree_parts_clear(t);
+    return 0;
+}
+
+/* core.paths.parent_of for a path whose last "/" is at `cut` (>= 0): a new reference. */
+static PyObject *
+parent_path_of(PyObject *path, Py_ssize_t cut)
+{
+    return cut > 0 ? PyUnicode_Substring(path, 0, cut) : Py_NewRef(str_root);
+}
+
 /* -- create prep -------------------------------------------------------------------------- */
 
 /* create(prep, t, rec, request, zxid) for core.prep's Prep._create, in its common case: a plain
@@ -1861,7 +1900,6 @@ enum { CP_VIEW, CP_CHANGE, CP_CHANGE_OFFSETS, CP_REQUEST, CP_REQUEST_OFFSETS, CP
        CP_TYPES, CP_VALIDATE, CP_COUNT };
 enum { Q_PATH, Q_DATA, Q_ACL, Q_FLAGS, Q_COUNT };
 static const char *create_request_slots[Q_COUNT] = {"path", "data", "acl", "flags"};
-static PyObject *str_access, *str_fixup, *str_auth, *str_session_id, *str_root, *str_zookeeper, *zero, *one;
 
 /* The record of `path` as pending changes leave it: a new reference to the change (exists) or
  * the node, or None when it will not exist; NULL with an exception, or NULL without one when
@@ -1962,7 +2000,7 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t cut = len == 0 ? -1 : PyUnicode_FindChar(path, '/', 0, len, -1);
     if (cut < 0 || PyUnicode_FindChar(path, 0, 0, len, 1) != -1)
         goto python;  /* no "/", a NUL, or an error */
-    parent_path = cut > 0 ? PyUnicode_Substring(path, 0, cut) : Py_NewRef(str_root);
+    parent_path = parent_path_of(path, cut);
     pending = attr_or_null(prep, str_pending);
     access = attr_or_null(prep, str_access);
     auth = attr_or_null(request, str_auth);
@@ -2102,7 +2140,7 @@ prep_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t cut = len < 2 ? -1 : PyUnicode_FindChar(path, '/', 0, len, -1);
     if (cut < 0 || PyUnicode_FindChar(path, 0, 0, len, 1) != -1)
         goto python;  /* no "/", the root, a NUL, or an error */
-    parent_path = cut > 0 ? PyUnicode_Substring(path, 0, cut) : Py_NewRef(str_root);
+    parent_path = parent_path_of(path, cut);
     pending = attr_or_null(prep, str_pending);
     if (parent_path == NULL || pending == NULL || !PyDict_CheckExact(pending))
         goto python;
@@ -2199,7 +2237,6 @@ delete_prepper(PyObject *module, PyObject *args)
  * Python method before anything is changed. The function's `self` is the tuple made by
  * set_data_applier. */
 enum { SA_VIEW, SA_TXN, SA_TXN_OFFSETS, SA_RESULT, SA_PY, SA_EVENT, SA_COUNT };
-static PyObject *str_tree_digest, *str_listener, *str_triggered;
 
 static PyObject *
 apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
@@ -2212,7 +2249,8 @@ apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     PyObject *tree = args[0], *t = args[1], *body = args[2], *zxid = args[4], *time = args[5];
     PyObject *path = SLOT(body, toff[R_PATH]), *data = SLOT(body, toff[R_DATA]);  /* borrowed */
     PyObject *version = SLOT(body, toff[R_VERSION]);
-    PyObject *nodes = NULL, *total = NULL, *digest = NULL, *delta = NULL, *sum = NULL, *listener = NULL;
+    TreeParts tp = {NULL, NULL, NULL};
+    PyObject *digest = NULL, *delta = NULL, *sum = NULL;
     PyObject *stat = NULL, *result = NULL;
     int64_t v[N_VALUES], version_v, zxid_v, time_v;
     Py_ssize_t plen;
@@ -2223,11 +2261,9 @@ apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
             || !as_int64(version, INT32_MIN, INT32_MAX, &version_v) || !as_int64(zxid, INT64_MIN, INT64_MAX, &zxid_v)
             || !as_int64(time, INT64_MIN, INT64_MAX, &time_v))
         goto python;
-    nodes = attr_or_null(tree, str_nodes);
-    total = attr_or_null(tree, str_tree_digest);
-    if (nodes == NULL || !PyDict_CheckExact(nodes) || total == NULL || !PyLong_CheckExact(total))
+    if (!tree_parts(tree, &tp))
         goto python;
-    PyObject *node = PyDict_GetItemWithError(nodes, path);  /* borrowed; the tree holds it */
+    PyObject *node = PyDict_GetItemWithError(tp.nodes, path);  /* borrowed; the tree holds it */
     if (node == NULL) {
         if (PyErr_Occurred())
             goto done;
@@ -2235,8 +2271,7 @@ apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *old = Py_IS_TYPE(node, nv->node_type) ? SLOT(node, nv->off[N_DIGEST]) : NULL;
     PyObject *acl = old == NULL ? NULL : SLOT(node, nv->off[N_ACL]);
-    listener = attr_or_null(tree, str_listener);
-    if (old == NULL || !PyLong_CheckExact(old) || acl == NULL || listener == NULL || !node_values(nv, node, v)
+    if (old == NULL || !PyLong_CheckExact(old) || acl == NULL || !node_values(nv, node, v)
             || PyBytes_GET_SIZE(data) > INT32_MAX || v[N_CHILDREN] > INT32_MAX)
         goto python;
     v[N_DATA] = PyBytes_GET_SIZE(data);
@@ -2244,7 +2279,7 @@ apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     v[N_MZXID] = zxid_v;
     v[N_VERSION] = version_v;
     if ((digest = PyLong_FromUnsignedLong(digest_of(p, plen, data, v))) == NULL
-            || (delta = PyNumber_Subtract(digest, old)) == NULL || (sum = PyNumber_Add(total, delta)) == NULL
+            || (delta = PyNumber_Subtract(digest, old)) == NULL || (sum = PyNumber_Add(tp.total, delta)) == NULL
             || PyObject_SetAttr(tree, str_tree_digest, sum) < 0)
         goto done;
     Py_SETREF(SLOT(node, nv->off[N_DATA]), Py_NewRef(data));
@@ -2255,7 +2290,7 @@ apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(SLOT(node, nv->off[N_REPLY]), Py_NewRef(Py_None));
     Py_INCREF(node);  /* the listener may run anything */
     Py_INCREF(acl);
-    PyObject *targs[5] = {listener, path, PyTuple_GET_ITEM(spec, SA_EVENT), zxid, acl};
+    PyObject *targs[5] = {tp.listener, path, PyTuple_GET_ITEM(spec, SA_EVENT), zxid, acl};
     PyObject *r = PyObject_VectorcallMethod(str_triggered, targs, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (r != NULL) {
         Py_DECREF(r);
@@ -2271,12 +2306,10 @@ python:
     if (!PyErr_Occurred())
         result = PyObject_Vectorcall(py, args, nargs, NULL);
 done:
-    Py_XDECREF(nodes);
-    Py_XDECREF(total);
+    tree_parts_clear(&tp);
     Py_XDECREF(digest);
     Py_XDECREF(delta);
     Py_XDECREF(sum);
-    Py_XDECREF(listener);
     Py_XDECREF(stat);
     return result;
 }
@@ -2326,7 +2359,8 @@ apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     PyObject *tree = args[0], *t = args[1], *body = args[2], *zxid = args[4], *time = args[5];
     PyObject *path = SLOT(body, koff[K_PATH]), *data = SLOT(body, koff[K_DATA]);  /* borrowed */
     PyObject *acl_in = SLOT(body, koff[K_ACL]), *pcv = SLOT(body, koff[K_PARENT_CVERSION]);
-    PyObject *nodes = NULL, *total = NULL, *listener = NULL, *parent_path = NULL, *parent = NULL, *acl = NULL;
+    TreeParts tp = {NULL, NULL, NULL};
+    PyObject *parent_path = NULL, *parent = NULL, *acl = NULL;
     PyObject *name = NULL, *fresh = NULL, *cversion = NULL, *pdigest = NULL, *node = NULL, *ndigest = NULL;
     PyObject *sum = NULL, *stat = NULL, *result = NULL;
     int64_t pv[N_VALUES], v[N_VALUES], pcv_v, zxid_v, time_v;
@@ -2339,16 +2373,12 @@ apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
         goto python;
     Py_ssize_t len = PyUnicode_GET_LENGTH(path);
     Py_ssize_t cut = PyUnicode_FindChar(path, '/', 0, len, -1);
-    nodes = attr_or_null(tree, str_nodes);
-    total = attr_or_null(tree, str_tree_digest);
-    listener = attr_or_null(tree, str_listener);
-    if (cut < 0 || nodes == NULL || !PyDict_CheckExact(nodes) || total == NULL || !PyLong_CheckExact(total)
-            || listener == NULL)
+    if (cut < 0 || !tree_parts(tree, &tp))
         goto python;
-    if ((parent_path = cut > 0 ? PyUnicode_Substring(path, 0, cut) : Py_NewRef(str_root)) == NULL)
+    if ((parent_path = parent_path_of(path, cut)) == NULL)
         goto python;
     const char *pp = PyUnicode_AsUTF8AndSize(parent_path, &pplen);
-    parent = Py_XNewRef(PyDict_GetItemWithError(nodes, parent_path));
+    parent = Py_XNewRef(PyDict_GetItemWithError(tp.nodes, parent_path));
     if (pp == NULL || parent == NULL || !node_values(nv, parent, pv) || pv[N_CHILDREN] >= INT32_MAX)
         goto python;  /* NONODE, or for the Python code */
     PyObject *children = SLOT(parent, nv->off[N_CHILDREN]), *old = SLOT(parent, nv->off[N_DIGEST]);
@@ -2356,7 +2386,7 @@ apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     if ((PySet_GET_SIZE(children) > 0 && !PySet_CheckExact(children)) || old == NULL || !PyLong_CheckExact(old)
             || parent_acl == NULL)
         goto python;
-    int present = PyDict_Contains(nodes, path);
+    int present = PyDict_Contains(tp.nodes, path);
     if (present != 0)
         goto python;  /* NODEEXISTS, or an error for the Python code to meet */
     int64_t cv = pcv_v == -1 ? pv[N_CVERSION] + 1 : pcv_v;
@@ -2373,7 +2403,7 @@ apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     if ((node = PyObject_Vectorcall((PyObject *)nv->node_type, fields, 11, NULL)) == NULL || !node_values(nv, node, v))
         goto done;
     if ((ndigest = PyLong_FromUnsignedLong(digest_of(p, plen, data, v))) == NULL
-            || (sum = PyNumber_Add(total, ndigest)) == NULL)
+            || (sum = PyNumber_Add(tp.total, ndigest)) == NULL)
         goto done;
     if (raise) {
         pv[N_CVERSION] = cv;
@@ -2391,13 +2421,13 @@ apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     }
     if ((fresh != NULL ? PySet_Add(fresh, name) : PySet_Add(children, name)) < 0)
         goto done;
-    if (PyDict_SetItem(nodes, path, node) < 0) {
+    if (PyDict_SetItem(tp.nodes, path, node) < 0) {
         if (fresh == NULL)
             PySet_Discard(children, name);
         goto done;
     }
     if (PyObject_SetAttr(tree, str_tree_digest, sum) < 0) {
-        PyDict_DelItem(nodes, path);
+        PyDict_DelItem(tp.nodes, path);
         if (fresh == NULL)
             PySet_Discard(children, name);
         goto done;
@@ -2414,8 +2444,8 @@ apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(SLOT(parent, nv->off[N_CHILDREN_REPLY]), Py_NewRef(Py_None));
     Py_XSETREF(SLOT(node, nv->off[N_DIGEST]), Py_NewRef(ndigest));
     Py_INCREF(parent_acl);  /* the listener may run anything */
-    PyObject *created[5] = {listener, path, PyTuple_GET_ITEM(spec, CA_CREATED), zxid, acl};
-    PyObject *changed[5] = {listener, parent_path, PyTuple_GET_ITEM(spec, CA_CHILDREN_CHANGED), zxid, parent_acl};
+    PyObject *created[5] = {tp.listener, path, PyTuple_GET_ITEM(spec, CA_CREATED), zxid, acl};
+    PyObject *changed[5] = {tp.listener, parent_path, PyTuple_GET_ITEM(spec, CA_CHILDREN_CHANGED), zxid, parent_acl};
     PyObject *r = PyObject_VectorcallMethod(str_triggered, created, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (r != NULL) {
         Py_DECREF(r);
@@ -2434,9 +2464,7 @@ python:
     PyErr_Clear();
     result = PyObject_Vectorcall(py, args, nargs, NULL);
 done:
-    Py_XDECREF(nodes);
-    Py_XDECREF(total);
-    Py_XDECREF(listener);
+    tree_parts_clear(&tp);
     Py_XDECREF(parent_path);
     Py_XDECREF(parent);
     Py_XDECREF(acl);
@@ -2491,7 +2519,8 @@ apply_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t poff = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, DA_PATH_OFFSET));
     PyObject *tree = args[0], *t = args[1], *zxid = args[4];
     PyObject *path = SLOT(args[2], poff);  /* borrowed */
-    PyObject *nodes = NULL, *total = NULL, *listener = NULL, *parent_path = NULL, *parent = NULL, *node = NULL;
+    TreeParts tp = {NULL, NULL, NULL};
+    PyObject *parent_path = NULL, *parent = NULL, *node = NULL;
     PyObject *name = NULL, *pdigest = NULL, *sum = NULL, *result = NULL;
     int64_t pv[N_VALUES], v[N_VALUES], zxid_v;
     Py_ssize_t pplen;
@@ -2499,18 +2528,14 @@ apply_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
         goto python;
     Py_ssize_t len = PyUnicode_GET_LENGTH(path);
     Py_ssize_t cut = PyUnicode_FindChar(path, '/', 0, len, -1);
-    nodes = attr_or_null(tree, str_nodes);
-    total = attr_or_null(tree, str_tree_digest);
-    listener = attr_or_null(tree, str_listener);
-    if (cut < 0 || nodes == NULL || !PyDict_CheckExact(nodes) || total == NULL || !PyLong_CheckExact(total)
-            || listener == NULL)
+    if (cut < 0 || !tree_parts(tree, &tp))
         goto python;
-    if ((parent_path = cut > 0 ? PyUnicode_Substring(path, 0, cut) : Py_NewRef(str_root)) == NULL
+    if ((parent_path = parent_path_of(path, cut)) == NULL
             || (name = PyUnicode_Substring(path, cut + 1, len)) == NULL)
         goto python;
     const char *pp = PyUnicode_AsUTF8AndSize(parent_path, &pplen);
-    parent = Py_XNewRef(PyDict_GetItemWithError(nodes, parent_path));
-    node = pp == NULL || parent == NULL ? NULL : Py_XNewRef(PyDict_GetItemWithError(nodes, path));
+    parent = Py_XNewRef(PyDict_GetItemWithError(tp.nodes, parent_path));
+    node = pp == NULL || parent == NULL ? NULL : Py_XNewRef(PyDict_GetItemWithError(tp.nodes, path));
     if (node == NULL || parent == node || !node_values(nv, parent, pv) || !node_values(nv, node, v)
             || v[N_OWNER] != 0)
         goto python;  /* NONODE, an owner to unindex, or for the Python code */
@@ -2531,12 +2556,12 @@ apply_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     }
     less = PyNumber_Subtract(delta != NULL ? delta : zero, nold);
     Py_XDECREF(delta);
-    sum = less == NULL ? NULL : PyNumber_Add(total, less);
+    sum = less == NULL ? NULL : PyNumber_Add(tp.total, less);
     Py_XDECREF(less);
     if (sum == NULL || PyObject_SetAttr(tree, str_tree_digest, sum) < 0)
         goto done;
-    if (PyDict_DelItem(nodes, path) < 0) {  /* present: it cannot fail but for memory */
-        PyObject_SetAttr(tree, str_tree_digest, total);
+    if (PyDict_DelItem(tp.nodes, path) < 0) {  /* present: it cannot fail but for memory */
+        PyObject_SetAttr(tree, str_tree_digest, tp.total);
         goto done;
     }
     /* nothing can fail from here to the triggers */
@@ -2552,8 +2577,8 @@ apply_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
         PySet_Discard(children, name);
     Py_INCREF(acl);  /* the listener may run anything */
     Py_INCREF(parent_acl);
-    PyObject *deleted[5] = {listener, path, PyTuple_GET_ITEM(spec, DA_DELETED), zxid, acl};
-    PyObject *changed[5] = {listener, parent_path, PyTuple_GET_ITEM(spec, DA_CHILDREN_CHANGED), zxid, parent_acl};
+    PyObject *deleted[5] = {tp.listener, path, PyTuple_GET_ITEM(spec, DA_DELETED), zxid, acl};
+    PyObject *changed[5] = {tp.listener, parent_path, PyTuple_GET_ITEM(spec, DA_CHILDREN_CHANGED), zxid, parent_acl};
     PyObject *r = PyObject_VectorcallMethod(str_triggered, deleted, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (r != NULL) {
         Py_DECREF(r);
@@ -2571,9 +2596,7 @@ python:
     PyErr_Clear();
     result = PyObject_Vectorcall(py, args, nargs, NULL);
 done:
-    Py_XDECREF(nodes);
-    Py_XDECREF(total);
-    Py_XDECREF(listener);
+    tree_parts_clear(&tp);
     Py_XDECREF(parent_path);
     Py_XDECREF(parent);
     Py_XDECREF(node);

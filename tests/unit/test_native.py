@@ -493,6 +493,19 @@ def test_a_plain_delete_is_prepped_without_the_python_method() -> None:
                                     ("/a/x0000000003", (10, "/a/x0000000003", False, 0, 0, 0, 0, (), 0))]
 
 
+def _assert_applied_alike(name: str, python: Any, c_tree: DataTree, py_tree: DataTree, *args: Any) -> None:
+    """DataTree's method `name` (in C) and its Python method give the same outcome, nodes, digest,
+    indexes and triggers."""
+    assert getattr(DataTree, name) is not python
+    assert outcome(getattr(c_tree, name), *args) == outcome(python, py_tree, *args)
+    assert ({p: tuple(getattr(n, k) for k in _SLOTS) for p, n in c_tree.nodes.items()}
+            == {p: tuple(getattr(n, k) for k in _SLOTS) for p, n in py_tree.nodes.items()})
+    assert c_tree._digest == py_tree._digest
+    assert (c_tree.ephemerals, c_tree.containers, c_tree.ttls) == (py_tree.ephemerals, py_tree.containers,
+                                                                   py_tree.ttls)
+    assert c_tree.listener.calls == py_tree.listener.calls  # type: ignore[attr-defined]
+
+
 class _Recorder:
     """A tree listener that keeps every trigger."""
 
@@ -518,14 +531,7 @@ def test_a_set_data_is_applied_in_c_as_in_python(node: Node, path: str, data: st
     for tree in (c_tree, py_tree):
         tree.nodes[path] = replace(node, reply=b"a reply", digest=99)
         tree._digest = 12345
-    by_c = outcome(c_tree._set_data, OpCode.setData, body, 1, zxid, time)
-    by_python = outcome(PY_APPLY_SET_DATA, py_tree, OpCode.setData, body, 1, zxid, time)
-    assert DataTree._set_data is not PY_APPLY_SET_DATA
-    assert by_c == by_python
-    assert ([tuple(getattr(n, k) for k in _SLOTS) for n in c_tree.nodes.values()]
-            == [tuple(getattr(n, k) for k in _SLOTS) for n in py_tree.nodes.values()])
-    assert c_tree._digest == py_tree._digest
-    assert c_tree.listener.calls == py_tree.listener.calls  # type: ignore[attr-defined]
+    _assert_applied_alike("_set_data", PY_APPLY_SET_DATA, c_tree, py_tree, OpCode.setData, body, 1, zxid, time)
 
 
 @needs_native
@@ -554,15 +560,7 @@ def test_a_create_is_applied_in_c_as_in_python(parent: Node, parent_path: str, d
         if taken:
             tree.nodes[path] = Node(b"", (), 1, 1, 1, 1, 0, 0, 0, 0, 1)
         tree._digest = 12345
-    by_c = outcome(c_tree._create, t, body, 5, zxid, time)
-    by_python = outcome(PY_APPLY_CREATE, py_tree, t, body, 5, zxid, time)
-    assert DataTree._create is not PY_APPLY_CREATE
-    assert by_c == by_python
-    assert ({p: tuple(getattr(n, k) for k in _SLOTS) for p, n in c_tree.nodes.items()}
-            == {p: tuple(getattr(n, k) for k in _SLOTS) for p, n in py_tree.nodes.items()})
-    assert c_tree._digest == py_tree._digest
-    assert c_tree.listener.calls == py_tree.listener.calls  # type: ignore[attr-defined]
-    assert c_tree.ephemerals == py_tree.ephemerals and c_tree.containers == py_tree.containers
+    _assert_applied_alike("_create", PY_APPLY_CREATE, c_tree, py_tree, t, body, 5, zxid, time)
 
 
 @needs_native
@@ -604,15 +602,7 @@ def test_a_delete_is_applied_in_c_as_in_python(parent: Node, node: Node, parent_
             if owner:
                 tree.ephemerals.setdefault(owner, set()).add(path)
         tree._digest = 12345
-    by_c = outcome(c_tree._delete, OpCode.delete, body, 5, zxid, 0)
-    by_python = outcome(PY_APPLY_DELETE, py_tree, OpCode.delete, body, 5, zxid, 0)
-    assert DataTree._delete is not PY_APPLY_DELETE
-    assert by_c == by_python
-    assert ({p: tuple(getattr(n, k) for k in _SLOTS) for p, n in c_tree.nodes.items()}
-            == {p: tuple(getattr(n, k) for k in _SLOTS) for p, n in py_tree.nodes.items()})
-    assert c_tree._digest == py_tree._digest
-    assert c_tree.listener.calls == py_tree.listener.calls  # type: ignore[attr-defined]
-    assert c_tree.ephemerals == py_tree.ephemerals
+    _assert_applied_alike("_delete", PY_APPLY_DELETE, c_tree, py_tree, OpCode.delete, body, 5, zxid, 0)
 
 
 @needs_native
