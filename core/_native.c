@@ -1696,111 +1696,155 @@ next_version(int64_t current)
     return n == -1 ? 0 : n;
 }
 
+/* The record of `path` as pending changes leave it: a new reference to the change (exists) or
+ * the node, or None when it will not exist; NULL with an exception, or NULL without one when
+ * the Python code must decide (an unexpected type). `*prev` is the pending change (borrowed)
+ * or NULL. Reads the tree's nodes into `*nodes` once. */
+static PyObject *
+pending_record(PyObject *prep, PyObject *pending, PyObject **nodes, PyObject *path, PyObject *change_type,
+               const Py_ssize_t *coff, PyObject **prev)
+{
+    *prev = PyDict_GetItemWithError(pending, path);
+    if (*prev != NULL) {
+        if (!Py_IS_TYPE(*prev, (PyTypeObject *)change_type))
+            return NULL;
+        PyObject *exists = SLOT(*prev, coff[C_EXISTS]);
+        return exists == Py_True ? Py_NewRef(*prev) : exists == Py_False ? Py_NewRef(Py_None) : NULL;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    if (*nodes == NULL) {
+        PyObject *tree = attr_or_null(prep, str_tree);
+        *nodes = tree == NULL ? NULL : attr_or_null(tree, str_nodes);
+        Py_XDECREF(tree);
+        if (*nodes == NULL || !PyDict_CheckExact(*nodes))
+            return NULL;
+    }
+    PyObject *node = PyDict_GetItemWithError(*nodes, path);
+    if (node == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    return Py_NewRef(node);
+}
+
+/* A record's version, cversion, aversion, owner, acl and nchildren (new references in `out`,
+ * C_VERSION.. C_NCHILDREN), from a change record or a node; 0 when a slot is missing. */
+static int
+record_slots(NodeView *nv, PyObject *rec, PyObject *change_type, const Py_ssize_t *coff, PyObject **out)
+{
+    for (int i = C_VERSION; i <= C_NCHILDREN; i++)
+        out[i] = NULL;
+    if (Py_IS_TYPE(rec, (PyTypeObject *)change_type)) {
+        for (int i = C_VERSION; i <= C_NCHILDREN; i++)
+            if ((out[i] = Py_XNewRef(SLOT(rec, coff[i]))) == NULL)
+                return 0;
+        return 1;
+    }
+    if (!PyObject_TypeCheck(rec, nv->node_type))
+        return 0;
+    static const int from[] = {N_VERSION, N_CVERSION, N_AVERSION, N_OWNER, N_ACL};
+    for (int i = C_VERSION; i < C_NCHILDREN; i++)
+        if ((out[i] = Py_XNewRef(SLOT(rec, nv->off[from[i - C_VERSION]]))) == NULL)
+            return 0;
+    PyObject *children = SLOT(rec, nv->off[N_CHILDREN]);
+    if (children == NULL || !PyAnySet_Check(children))
+        return 0;
+    return (out[C_NCHILDREN] = PyLong_FromSsize_t(PySet_GET_SIZE(children))) != NULL;
+}
+
+/* The parts of a Prep that the prep functions read and change (new references): its pending
+ * change records by path, its undo list (None outside a multi) and its change records in order. */
+typedef struct {
+    PyObject *pending, *undo, *order;
+} PrepParts;
+
+static void
+prep_parts_clear(PrepParts *p)
+{
+    Py_CLEAR(p->pending);
+    Py_CLEAR(p->undo);
+    Py_CLEAR(p->order);
+}
+
+/* 1 with `p` filled; 0 (no exception, nothing held) when a part is missing or of another type. */
+static int
+prep_parts(PyObject *prep, PrepParts *p)
+{
+    p->pending = attr_or_null(prep, str_pending);
+    p->undo = attr_or_null(prep, str_undo);
+    p->order = attr_or_null(prep, str_order);
+    if (p->pending != NULL && PyDict_CheckExact(p->pending) && p->undo != NULL
+            && (p->undo == Py_None || PyList_CheckExact(p->undo)) && p->order != NULL)
+        return 1;
+    prep_parts_clear(p);
+    return 0;
+}
+
+/* Prep._add of `change` for `path`, whose pending change was `prev` (or NULL). */
+static int
+add_change(PrepParts *p, PyObject *path, PyObject *prev, PyObject *change)
+{
+    Py_XINCREF(prev);  /* replaced in `pending` below */
+    int r = 0;
+    if (p->undo != Py_None) {  /* what to restore if the multi fails */
+        PyObject *was = pair_of(Py_NewRef(path), Py_NewRef(prev != NULL ? prev : Py_None));
+        r = was == NULL ? -1 : PyList_Append(p->undo, was);
+        Py_XDECREF(was);
+    }
+    Py_XDECREF(prev);
+    if (r < 0 || PyDict_SetItem(p->pending, path, change) < 0)
+        return -1;
+    PyObject *done = PyObject_CallMethodOneArg(p->order, str_append, change);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
 static PyObject *
 prep_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *py = PyTuple_GET_ITEM(spec, SD_PY);
-    if (nargs != 5)
+    if (nargs != 5 || !Py_IS_TYPE(args[2], (PyTypeObject *)PyTuple_GET_ITEM(spec, SD_REQUEST)))
         return PyObject_Vectorcall(py, args, nargs, NULL);
     NodeView *nv = (NodeView *)PyTuple_GET_ITEM(spec, SD_VIEW);
     PyObject *change_type = PyTuple_GET_ITEM(spec, SD_CHANGE);
     const Py_ssize_t *coff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, SD_CHANGE_OFFSETS));
     const Py_ssize_t *roff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, SD_REQUEST_OFFSETS));
-    long perm = PyLong_AsLong(PyTuple_GET_ITEM(spec, SD_PERM));
     PyObject *prep = args[0], *rec = args[2], *zxid = args[4];
-    PyObject *pending = NULL, *tree = NULL, *nodes = NULL, *undo = NULL, *order = NULL;
-    PyObject *nchildren = NULL, *next = NULL, *change = NULL, *txn = NULL, *result = NULL;
-    if (!Py_IS_TYPE(rec, (PyTypeObject *)PyTuple_GET_ITEM(spec, SD_REQUEST)))
-        goto python;
     PyObject *path = SLOT(rec, roff[R_PATH]), *data = SLOT(rec, roff[R_DATA]);  /* borrowed */
     PyObject *expected = SLOT(rec, roff[R_VERSION]);
-    pending = attr_or_null(prep, str_pending);
-    if (path == NULL || !PyUnicode_CheckExact(path) || PyUnicode_GET_LENGTH(path) == 0 || data == NULL
-            || expected == NULL || pending == NULL || !PyDict_CheckExact(pending))
-        goto python;
-    PyObject *prev = PyDict_GetItemWithError(pending, path);  /* borrowed */
-    PyObject *slots[C_COUNT];  /* borrowed: exists, version... of the change record or node */
-    if (prev != NULL) {
-        if (!Py_IS_TYPE(prev, (PyTypeObject *)change_type))
-            goto python;
-        for (int i = 0; i < C_COUNT; i++)
-            if ((slots[i] = SLOT(prev, coff[i])) == NULL)
-                goto python;
-        if (slots[C_EXISTS] != Py_True)
-            goto python;
-        nchildren = Py_NewRef(slots[C_NCHILDREN]);
-    } else {
-        if (PyErr_Occurred())
-            goto done;
-        tree = attr_or_null(prep, str_tree);
-        nodes = tree == NULL ? NULL : attr_or_null(tree, str_nodes);
-        if (nodes == NULL || !PyDict_CheckExact(nodes))
-            goto python;
-        PyObject *node = PyDict_GetItemWithError(nodes, path);
-        if (node == NULL) {
-            if (PyErr_Occurred())
-                goto done;
-            goto python;
-        }
-        if (!Py_IS_TYPE(node, nv->node_type))
-            goto python;
-        slots[C_VERSION] = SLOT(node, nv->off[N_VERSION]);
-        slots[C_CVERSION] = SLOT(node, nv->off[N_CVERSION]);
-        slots[C_AVERSION] = SLOT(node, nv->off[N_AVERSION]);
-        slots[C_OWNER] = SLOT(node, nv->off[N_OWNER]);
-        slots[C_ACL] = SLOT(node, nv->off[N_ACL]);
-        PyObject *children = SLOT(node, nv->off[N_CHILDREN]);
-        for (int i = C_VERSION; i < C_NCHILDREN; i++)
-            if (slots[i] == NULL)
-                goto python;
-        if (children == NULL || !PyAnySet_Check(children))
-            goto python;
-        if ((nchildren = PyLong_FromSsize_t(PySet_GET_SIZE(children))) == NULL)
-            goto done;
-    }
+    PrepParts pp = {NULL, NULL, NULL};
+    PyObject *nodes = NULL, *node = NULL, *next = NULL, *change = NULL, *txn = NULL, *result = NULL;
+    PyObject *ns[C_COUNT] = {NULL};
     int64_t current, wanted;
-    if (!as_int64(slots[C_VERSION], INT32_MIN, INT32_MAX, &current)
+    if (path == NULL || !PyUnicode_CheckExact(path) || PyUnicode_GET_LENGTH(path) == 0 || data == NULL
+            || expected == NULL || !prep_parts(prep, &pp))
+        goto python;
+    PyObject *prev;
+    node = pending_record(prep, pp.pending, &nodes, path, change_type, coff, &prev);
+    if (node == NULL || node == Py_None || !record_slots(nv, node, change_type, coff, ns)
+            || !as_int64(ns[C_VERSION], INT32_MIN, INT32_MAX, &current)
             || !as_int64(expected, INT32_MIN, INT32_MAX, &wanted) || (wanted != -1 && wanted != current)
-            || !world_allows(PyTuple_GET_ITEM(spec, SD_OPEN), slots[C_ACL], perm))
-        goto python;
-    undo = attr_or_null(prep, str_undo);
-    order = attr_or_null(prep, str_order);
-    if (undo == NULL || (undo != Py_None && !PyList_CheckExact(undo)) || order == NULL)
-        goto python;
+            || !world_allows(PyTuple_GET_ITEM(spec, SD_OPEN), ns[C_ACL], PyLong_AsLong(PyTuple_GET_ITEM(spec, SD_PERM))))
+        goto python;  /* NONODE, BADVERSION, NOAUTH, or for the Python code */
     if ((next = PyLong_FromLongLong(next_version(current))) == NULL)
         goto done;
-    PyObject *fields[9] = {zxid, path, Py_True, next, slots[C_CVERSION], slots[C_AVERSION],
-                           slots[C_OWNER], slots[C_ACL], nchildren};
-    if ((change = PyObject_Vectorcall(change_type, fields, 9, NULL)) == NULL)
-        goto done;
+    PyObject *fields[9] = {zxid, path, Py_True, next, ns[C_CVERSION], ns[C_AVERSION], ns[C_OWNER], ns[C_ACL],
+                           ns[C_NCHILDREN]};
     PyObject *txn_fields[3] = {path, data, next};
-    if ((txn = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, SD_TXN), txn_fields, 3, NULL)) == NULL)
+    if ((change = PyObject_Vectorcall(change_type, fields, 9, NULL)) == NULL
+            || (txn = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, SD_TXN), txn_fields, 3, NULL)) == NULL
+            || add_change(&pp, path, prev, change) < 0)
         goto done;
-    if (undo != Py_None) {  /* Prep._add: what to restore if the multi fails */
-        PyObject *was = pair_of(Py_NewRef(path), Py_NewRef(prev != NULL ? prev : Py_None));
-        int r = was == NULL ? -1 : PyList_Append(undo, was);
-        Py_XDECREF(was);
-        if (r < 0)
-            goto done;
-    }
-    if (PyDict_SetItem(pending, path, change) < 0)
-        goto done;
-    PyObject *r = PyObject_CallMethodOneArg(order, str_append, change);
-    if (r == NULL)
-        goto done;
-    Py_DECREF(r);
     result = Py_NewRef(txn);
     goto done;
 python:
-    if (!PyErr_Occurred())
-        result = PyObject_Vectorcall(py, args, nargs, NULL);
+    PyErr_Clear();
+    result = PyObject_Vectorcall(py, args, nargs, NULL);
 done:
-    Py_XDECREF(pending);
-    Py_XDECREF(tree);
+    for (int i = 0; i < C_COUNT; i++)
+        Py_XDECREF(ns[i]);
+    prep_parts_clear(&pp);
     Py_XDECREF(nodes);
-    Py_XDECREF(undo);
-    Py_XDECREF(order);
-    Py_XDECREF(nchildren);
+    Py_XDECREF(node);
     Py_XDECREF(next);
     Py_XDECREF(change);
     Py_XDECREF(txn);
@@ -1901,77 +1945,6 @@ enum { CP_VIEW, CP_CHANGE, CP_CHANGE_OFFSETS, CP_REQUEST, CP_REQUEST_OFFSETS, CP
 enum { Q_PATH, Q_DATA, Q_ACL, Q_FLAGS, Q_COUNT };
 static const char *create_request_slots[Q_COUNT] = {"path", "data", "acl", "flags"};
 
-/* The record of `path` as pending changes leave it: a new reference to the change (exists) or
- * the node, or None when it will not exist; NULL with an exception, or NULL without one when
- * the Python code must decide (an unexpected type). `*prev` is the pending change (borrowed)
- * or NULL. Reads the tree's nodes into `*nodes` once. */
-static PyObject *
-pending_record(PyObject *prep, PyObject *pending, PyObject **nodes, PyObject *path, PyObject *change_type,
-               const Py_ssize_t *coff, PyObject **prev)
-{
-    *prev = PyDict_GetItemWithError(pending, path);
-    if (*prev != NULL) {
-        if (!Py_IS_TYPE(*prev, (PyTypeObject *)change_type))
-            return NULL;
-        PyObject *exists = SLOT(*prev, coff[C_EXISTS]);
-        return exists == Py_True ? Py_NewRef(*prev) : exists == Py_False ? Py_NewRef(Py_None) : NULL;
-    }
-    if (PyErr_Occurred())
-        return NULL;
-    if (*nodes == NULL) {
-        PyObject *tree = attr_or_null(prep, str_tree);
-        *nodes = tree == NULL ? NULL : attr_or_null(tree, str_nodes);
-        Py_XDECREF(tree);
-        if (*nodes == NULL || !PyDict_CheckExact(*nodes))
-            return NULL;
-    }
-    PyObject *node = PyDict_GetItemWithError(*nodes, path);
-    if (node == NULL)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-    return Py_NewRef(node);
-}
-
-/* A record's version, cversion, aversion, owner, acl and nchildren (new references in `out`,
- * C_VERSION.. C_NCHILDREN), from a change record or a node; 0 when a slot is missing. */
-static int
-record_slots(NodeView *nv, PyObject *rec, PyObject *change_type, const Py_ssize_t *coff, PyObject **out)
-{
-    for (int i = C_VERSION; i <= C_NCHILDREN; i++)
-        out[i] = NULL;
-    if (Py_IS_TYPE(rec, (PyTypeObject *)change_type)) {
-        for (int i = C_VERSION; i <= C_NCHILDREN; i++)
-            if ((out[i] = Py_XNewRef(SLOT(rec, coff[i]))) == NULL)
-                return 0;
-        return 1;
-    }
-    static const int from[] = {N_VERSION, N_CVERSION, N_AVERSION, N_OWNER, N_ACL};
-    for (int i = C_VERSION; i < C_NCHILDREN; i++)
-        if ((out[i] = Py_XNewRef(SLOT(rec, nv->off[from[i - C_VERSION]]))) == NULL)
-            return 0;
-    PyObject *children = SLOT(rec, nv->off[N_CHILDREN]);
-    if (children == NULL || !PyAnySet_Check(children))
-        return 0;
-    return (out[C_NCHILDREN] = PyLong_FromSsize_t(PySet_GET_SIZE(children))) != NULL;
-}
-
-/* Prep._add of `change` for `path`, whose pending change was `prev` (borrowed, or NULL). */
-static int
-add_change(PyObject *pending, PyObject *order, PyObject *undo, PyObject *path, PyObject *prev, PyObject *change)
-{
-    if (undo != Py_None) {
-        PyObject *was = pair_of(Py_NewRef(path), Py_NewRef(prev != NULL ? prev : Py_None));
-        int r = was == NULL ? -1 : PyList_Append(undo, was);
-        Py_XDECREF(was);
-        if (r < 0)
-            return -1;
-    }
-    if (PyDict_SetItem(pending, path, change) < 0)
-        return -1;
-    PyObject *r = PyObject_CallMethodOneArg(order, str_append, change);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
-
 static PyObject *
 prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1988,8 +1961,9 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     PyObject *prep = args[0], *rec = args[2], *request = args[3], *zxid = args[4];
     PyObject *path = SLOT(rec, qoff[Q_PATH]), *data = SLOT(rec, qoff[Q_DATA]);  /* borrowed */
     PyObject *acl_in = SLOT(rec, qoff[Q_ACL]), *flags_o = SLOT(rec, qoff[Q_FLAGS]);
-    PyObject *pending = NULL, *nodes = NULL, *access = NULL, *auth = NULL, *acl = NULL, *parent_path = NULL;
-    PyObject *parent = NULL, *name = NULL, *taken = NULL, *ok = NULL, *undo = NULL, *order = NULL;
+    PrepParts pp = {NULL, NULL, NULL};
+    PyObject *nodes = NULL, *access = NULL, *auth = NULL, *acl = NULL, *parent_path = NULL;
+    PyObject *parent = NULL, *name = NULL, *taken = NULL, *ok = NULL;
     PyObject *owner = NULL, *cversion = NULL, *nchildren = NULL, *txn = NULL, *up = NULL, *down = NULL;
     PyObject *result = NULL, *ps[C_COUNT] = {NULL};
     int64_t flags, cv;
@@ -2001,15 +1975,14 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     if (cut < 0 || PyUnicode_FindChar(path, 0, 0, len, 1) != -1)
         goto python;  /* no "/", a NUL, or an error */
     parent_path = parent_path_of(path, cut);
-    pending = attr_or_null(prep, str_pending);
     access = attr_or_null(prep, str_access);
     auth = attr_or_null(request, str_auth);
-    if (parent_path == NULL || pending == NULL || !PyDict_CheckExact(pending) || access == NULL || auth == NULL)
+    if (parent_path == NULL || !prep_parts(prep, &pp) || access == NULL || auth == NULL)
         goto python;
     if ((acl = PyObject_CallMethodObjArgs(access, str_fixup, acl_in, auth, NULL)) == NULL)
         goto python;  /* INVALIDACL: the Python method raises it */
     PyObject *parent_prev, *prev;
-    parent = pending_record(prep, pending, &nodes, parent_path, change_type, coff, &parent_prev);
+    parent = pending_record(prep, pp.pending, &nodes, parent_path, change_type, coff, &parent_prev);
     if (parent == NULL || parent == Py_None || !record_slots(nv, parent, change_type, coff, ps)
             || !world_allows(PyTuple_GET_ITEM(spec, CP_OPEN), ps[C_ACL], PyLong_AsLong(PyTuple_GET_ITEM(spec, CP_PERM)))
             || !as_int64(ps[C_CVERSION], INT32_MIN, INT32_MAX, &cv) || !PyLong_CheckExact(ps[C_OWNER])
@@ -2024,13 +1997,9 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     }
     if (name == NULL || (ok = PyObject_CallOneArg(PyTuple_GET_ITEM(spec, CP_VALIDATE), name)) == NULL)
         goto python;  /* BADARGUMENTS: the Python method raises it */
-    taken = pending_record(prep, pending, &nodes, name, change_type, coff, &prev);
+    taken = pending_record(prep, pp.pending, &nodes, name, change_type, coff, &prev);
     if (taken != Py_None)
         goto python;  /* NODEEXISTS, or for the Python code to decide */
-    undo = attr_or_null(prep, str_undo);
-    order = attr_or_null(prep, str_order);
-    if (undo == NULL || (undo != Py_None && !PyList_CheckExact(undo)) || order == NULL)
-        goto python;
     int ephemeral = flags & 1;
     owner = ephemeral ? attr_or_null(request, str_session_id) : Py_NewRef(zero);
     if (owner == NULL)
@@ -2047,10 +2016,7 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     if ((up = PyObject_Vectorcall(change_type, up_fields, 9, NULL)) == NULL
             || (down = PyObject_Vectorcall(change_type, down_fields, 9, NULL)) == NULL)
         goto done;
-    Py_XINCREF(parent_prev);  /* replaced in `pending` by the first add */
-    int r = add_change(pending, order, undo, parent_path, parent_prev, up);
-    Py_XDECREF(parent_prev);
-    if (r < 0 || add_change(pending, order, undo, name, prev, down) < 0)
+    if (add_change(&pp, parent_path, parent_prev, up) < 0 || add_change(&pp, name, prev, down) < 0)
         goto done;
     result = Py_NewRef(txn);
     goto done;
@@ -2060,7 +2026,7 @@ python:
 done:
     for (int i = 0; i < C_COUNT; i++)
         Py_XDECREF(ps[i]);
-    Py_XDECREF(pending);
+    prep_parts_clear(&pp);
     Py_XDECREF(nodes);
     Py_XDECREF(access);
     Py_XDECREF(auth);
@@ -2070,8 +2036,6 @@ done:
     Py_XDECREF(name);
     Py_XDECREF(taken);
     Py_XDECREF(ok);
-    Py_XDECREF(undo);
-    Py_XDECREF(order);
     Py_XDECREF(owner);
     Py_XDECREF(cversion);
     Py_XDECREF(nchildren);
@@ -2129,8 +2093,9 @@ prep_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     const Py_ssize_t *eoff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, DP_REQUEST_OFFSETS));
     PyObject *prep = args[0], *rec = args[2], *zxid = args[4];
     PyObject *path = SLOT(args[2], eoff[E_PATH]), *expected = SLOT(rec, eoff[E_VERSION]);  /* borrowed */
-    PyObject *pending = NULL, *nodes = NULL, *parent_path = NULL, *parent = NULL, *node = NULL;
-    PyObject *undo = NULL, *order = NULL, *nchildren = NULL, *txn = NULL, *up = NULL, *gone = NULL;
+    PrepParts pp = {NULL, NULL, NULL};
+    PyObject *nodes = NULL, *parent_path = NULL, *parent = NULL, *node = NULL;
+    PyObject *nchildren = NULL, *txn = NULL, *up = NULL, *gone = NULL;
     PyObject *result = NULL, *ps[C_COUNT] = {NULL}, *ns[C_COUNT] = {NULL};
     int64_t current, wanted, count;
     if (path == NULL || expected == NULL || !PyUnicode_CheckExact(path)
@@ -2141,25 +2106,20 @@ prep_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     if (cut < 0 || PyUnicode_FindChar(path, 0, 0, len, 1) != -1)
         goto python;  /* no "/", the root, a NUL, or an error */
     parent_path = parent_path_of(path, cut);
-    pending = attr_or_null(prep, str_pending);
-    if (parent_path == NULL || pending == NULL || !PyDict_CheckExact(pending))
+    if (parent_path == NULL || !prep_parts(prep, &pp))
         goto python;
     PyObject *parent_prev, *prev;
-    parent = pending_record(prep, pending, &nodes, parent_path, change_type, coff, &parent_prev);
+    parent = pending_record(prep, pp.pending, &nodes, parent_path, change_type, coff, &parent_prev);
     if (parent == NULL || parent == Py_None || !record_slots(nv, parent, change_type, coff, ps)
             || !world_allows(PyTuple_GET_ITEM(spec, DP_OPEN), ps[C_ACL], PyLong_AsLong(PyTuple_GET_ITEM(spec, DP_PERM)))
             || !PyLong_CheckExact(ps[C_NCHILDREN]))
         goto python;
-    node = pending_record(prep, pending, &nodes, path, change_type, coff, &prev);
+    node = pending_record(prep, pp.pending, &nodes, path, change_type, coff, &prev);
     if (node == NULL || node == Py_None || !record_slots(nv, node, change_type, coff, ns)
             || !as_int64(ns[C_VERSION], INT32_MIN, INT32_MAX, &current)
             || !as_int64(expected, INT32_MIN, INT32_MAX, &wanted) || (wanted != -1 && wanted != current)
             || !as_int64(ns[C_NCHILDREN], 0, 0, &count))
         goto python;  /* NONODE, BADVERSION, NOTEMPTY, or for the Python code */
-    undo = attr_or_null(prep, str_undo);
-    order = attr_or_null(prep, str_order);
-    if (undo == NULL || (undo != Py_None && !PyList_CheckExact(undo)) || order == NULL)
-        goto python;
     if ((nchildren = PyNumber_Subtract(ps[C_NCHILDREN], one)) == NULL)
         goto done;
     PyObject *txn_fields[1] = {path};
@@ -2175,13 +2135,7 @@ prep_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     Py_DECREF(empty);
-    Py_XINCREF(parent_prev);  /* replaced in `pending` by the first add */
-    Py_XINCREF(prev);
-    int r = add_change(pending, order, undo, parent_path, parent_prev, up);
-    r = r < 0 ? r : add_change(pending, order, undo, path, prev, gone);
-    Py_XDECREF(parent_prev);
-    Py_XDECREF(prev);
-    if (r < 0)
+    if (add_change(&pp, parent_path, parent_prev, up) < 0 || add_change(&pp, path, prev, gone) < 0)
         goto done;
     result = Py_NewRef(txn);
     goto done;
@@ -2193,13 +2147,11 @@ done:
         Py_XDECREF(ps[i]);
         Py_XDECREF(ns[i]);
     }
-    Py_XDECREF(pending);
+    prep_parts_clear(&pp);
     Py_XDECREF(nodes);
     Py_XDECREF(parent_path);
     Py_XDECREF(parent);
     Py_XDECREF(node);
-    Py_XDECREF(undo);
-    Py_XDECREF(order);
     Py_XDECREF(nchildren);
     Py_XDECREF(txn);
     Py_XDECREF(up);
