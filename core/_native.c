@@ -85,12 +85,26 @@ as_int64(PyObject *v, int64_t lo, int64_t hi, int64_t *out)
 {
     if (!PyLong_Check(v))
         return 0;
+    long long x;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyUnstable_Long_IsCompact((PyLongObject *)v)) {
+        x = PyUnstable_Long_CompactValue((PyLongObject *)v);
+        goto ranged;
+    }
+#else
+    Py_ssize_t size = Py_SIZE(v);  /* a value of one digit: read in place */
+    if (size >= -1 && size <= 1) {
+        x = size == 0 ? 0 : size * (long long)((PyLongObject *)v)->ob_digit[0];
+        goto ranged;
+    }
+#endif
     int overflow;
-    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    x = PyLong_AsLongLongAndOverflow(v, &overflow);
     if (overflow || (x == -1 && PyErr_Occurred())) {
         PyErr_Clear();
         return 0;
     }
+ranged:
     if (x < lo || x > hi)
         return 0;
     *out = x;
@@ -2577,12 +2591,552 @@ delete_applier(PyObject *module, PyObject *args)
                        Py_BuildValue("(OOnOOOOO)", view, txn, off, result, py, none, deleted, changed));
 }
 
+/* -- the write pipeline: a reply's completion, a txn's apply and commit, a request's prep -- */
+
+/* The attributes of a class that these functions read (and write) by their slots' offsets: the
+ * class, and the offsets of the slots named in a layout's list, as made by `layout`. An object
+ * of another class (a subclass too), or whose slot is unset, is read by name as Python would. */
+typedef struct {
+    PyTypeObject *type;
+    const Py_ssize_t *off;
+    const char *const *names;
+} Layout;
+
+/* (cls, its slots' offsets) for a spec; NULL with an exception. */
+static PyObject *
+layout(PyObject *cls, const char *const *names, int count)
+{
+    PyObject *off = slot_offsets(cls, (const char **)names, count);
+    return off == NULL ? NULL : Py_BuildValue("(ON)", cls, off);
+}
+
+static Layout
+layout_at(PyObject *spec, int i, const char *const *names)
+{
+    PyObject *pair = PyTuple_GET_ITEM(spec, i);
+    Layout l = {(PyTypeObject *)PyTuple_GET_ITEM(pair, 0),
+                (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(pair, 1)), names};
+    return l;
+}
+
+/* `obj`'s attribute `i` of `l`, a new reference; NULL with Python's exception. */
+static PyObject *
+field(PyObject *obj, const Layout *l, int i)
+{
+    if (Py_IS_TYPE(obj, l->type)) {
+        PyObject *v = SLOT(obj, l->off[i]);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttrString(obj, l->names[i]);
+}
+
+/* Set `obj`'s attribute `i` of `l` to `v`; -1 with Python's exception. */
+static int
+set_field(PyObject *obj, const Layout *l, int i, PyObject *v)
+{
+    if (Py_IS_TYPE(obj, l->type)) {
+        Py_XSETREF(SLOT(obj, l->off[i]), Py_NewRef(v));
+        return 0;
+    }
+    return PyObject_SetAttrString(obj, l->names[i], v);
+}
+
+enum { CN_PENDING, CN_OUT, CN_LATER, CN_SERVER, CN_COUNT };
+static const char *const conn_fields[CN_COUNT] = {"pending", "out", "replied_later", "server"};
+enum { SV_TREE, SV_WAITING, SV_SNAPSHOTTER, SV_DIRTY, SV_COUNT };
+static const char *const server_fields[SV_COUNT] = {"tree", "waiting", "snapshotter", "dirty"};
+enum { SN_LOGGED, SN_THRESHOLD, SN_RUNNING, SN_COUNT };
+static const char *const snapshotter_fields[SN_COUNT] = {"logged", "threshold", "running"};
+enum { TF_OPS, TF_LAST_ZXID, TF_COUNT };
+static const char *const tree_fields[TF_COUNT] = {"_ops", "last_zxid"};
+enum { PF_HANDLERS, PF_SESSIONS, PF_NOW_MS, PF_COUNT };
+static const char *const prep_fields[PF_COUNT] = {"_handlers", "sessions", "now_ms"};
+enum { TK_SESSIONS, TK_COUNT };
+static const char *const tracker_fields[TK_COUNT] = {"sessions"};
+enum { SE_CLOSING, SE_COUNT };
+static const char *const session_fields[SE_COUNT] = {"closing"};
+/* The slots of a core.connection.OwedWrite read here (its Request's among them). */
+enum { W_REPLY, W_T, W_CONN, W_TYPE, W_COUNT };
+static const char *const owed_fields[W_COUNT] = {"reply", "t", "conn", "type"};
+enum { RQ_TYPE, RQ_SESSION, RQ_CXID, RQ_RECORD, RQ_COUNT };
+static const char *const request_fields[RQ_COUNT] = {"type", "session_id", "cxid", "record"};
+enum { TR_ERR, TR_PATH, TR_STAT, TR_COUNT };
+static const char *const result_fields[TR_COUNT] = {"err", "path", "stat_bytes"};
+
+static PyObject *str_popleft, *str_apply, *str_complete;
+
+/* complete(conn, write, reply) for core.connection's ServerConnection.complete, for a write that
+ * is an OwedWrite (else the Python method): the same steps, in C. */
+enum { CO_OWED, CO_CONN, CO_SERVER, CO_PY, CO_COUNT };
+
+static PyObject *
+complete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    Layout w = layout_at(spec, CO_OWED, owed_fields);
+    if (nargs != 3 || !Py_IS_TYPE(args[1], w.type))
+        return PyObject_Vectorcall(PyTuple_GET_ITEM(spec, CO_PY), args, nargs, NULL);
+    Layout c = layout_at(spec, CO_CONN, conn_fields), s = layout_at(spec, CO_SERVER, server_fields);
+    PyObject *conn = args[0], *write = args[1];
+    Py_XSETREF(SLOT(write, w.off[W_REPLY]), Py_NewRef(args[2]));
+    PyObject *pending = NULL, *head = NULL, *out = NULL, *later = NULL, *server = NULL, *dirty = NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n;
+    if ((pending = field(conn, &c, CN_PENDING)) == NULL || (n = PyObject_Size(pending)) < 0)
+        goto done;
+    if (n == 0 || (head = PySequence_GetItem(pending, 0)) == NULL || head != write) {
+        result = n == 0 || head != NULL ? Py_NewRef(Py_None) : NULL;  /* replies owed before it go first */
+        goto done;
+    }
+    if ((out = field(conn, &c, CN_OUT)) == NULL || (later = field(conn, &c, CN_LATER)) == NULL)
+        goto done;
+    if (!PyList_Check(out) || !PyList_Check(later)) {
+        PyErr_SetString(PyExc_TypeError, "a connection's out and replied_later must be lists");
+        goto done;
+    }
+    while ((n = PyObject_Size(pending)) > 0) {
+        Py_XSETREF(head, PySequence_GetItem(pending, 0));
+        if (head == NULL)
+            goto done;
+        PyObject *t, *ready;
+        if (PyObject_TypeCheck(head, w.type)) {
+            ready = SLOT(head, w.off[W_REPLY]);
+            if (ready == NULL || ready == Py_None)
+                break;
+            t = Py_XNewRef(SLOT(head, w.off[W_T]));
+            Py_INCREF(ready);
+        } else if (PyTuple_CheckExact(head) && PyTuple_GET_SIZE(head) == 3) {  /* a queued read */
+            t = Py_NewRef(PyTuple_GET_ITEM(head, 0));
+            ready = PyObject_Call(PyTuple_GET_ITEM(head, 1), PyTuple_GET_ITEM(head, 2), NULL);
+        } else {
+            PyErr_SetString(PyExc_TypeError, "a connection's pending replies hold writes and queued reads");
+            goto done;
+        }
+        PyObject *popped = ready == NULL || t == NULL ? NULL : PyObject_CallMethodNoArgs(pending, str_popleft);
+        int truth = popped == NULL || PyList_Append(out, ready) < 0 ? -1 : PyObject_IsTrue(t);
+        if (truth > 0)
+            truth = PyList_Append(later, t) < 0 ? -1 : 1;
+        Py_XDECREF(popped);
+        Py_XDECREF(ready);
+        Py_XDECREF(t);
+        if (truth < 0)
+            goto done;
+    }
+    if (n < 0 || (server = field(conn, &c, CN_SERVER)) == NULL || (dirty = field(server, &s, SV_DIRTY)) == NULL)
+        goto done;
+    PyObject *added = PySet_Check(dirty) ? NULL : PyObject_CallMethod(dirty, "add", "O", conn);
+    if (PySet_Check(dirty) ? PySet_Add(dirty, conn) < 0 : added == NULL)
+        goto done;
+    Py_XDECREF(added);
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(pending);
+    Py_XDECREF(head);
+    Py_XDECREF(out);
+    Py_XDECREF(later);
+    Py_XDECREF(server);
+    Py_XDECREF(dirty);
+    return result;
+}
+
+static PyMethodDef complete_def = {"complete", (PyCFunction)(void (*)(void))complete, METH_FASTCALL,
+                                   "complete(conn, write, reply): fill a write's reply, send what is ready."};
+
+/* completer(OwedWrite, ServerConnection, ZKServer, py_complete) -> complete */
+static PyObject *
+completer(PyObject *module, PyObject *args)
+{
+    PyObject *owed, *conn, *server, *py;
+    if (!PyArg_ParseTuple(args, "O!O!O!O:completer", &PyType_Type, &owed, &PyType_Type, &conn,
+                          &PyType_Type, &server, &py))
+        return NULL;
+    return function_of(&complete_def, Py_BuildValue("(NNNO)", layout(owed, owed_fields, W_COUNT),
+                                                    layout(conn, conn_fields, CN_COUNT),
+                                                    layout(server, server_fields, SV_COUNT), py));
+}
+
+/* apply(tree, txn) for core.tree's DataTree.apply, for a Txn whose type has an op in the
+ * tree's `_ops` (else the Python method, which raises): the op's result; last_zxid raised. */
+enum { AP_TXN, AP_OFFSETS, AP_TREE, AP_PY, AP_COUNT };
+
+static PyObject *
+tree_apply(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, AP_PY);
+    if (nargs != 2 || !Py_IS_TYPE(args[1], (PyTypeObject *)PyTuple_GET_ITEM(spec, AP_TXN)))
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    const Py_ssize_t *off = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, AP_OFFSETS));
+    Layout l = layout_at(spec, AP_TREE, tree_fields);
+    PyObject *tree = args[0], *txn = args[1];
+    PyObject *t = SLOT(txn, off[TX_TYPE]), *zxid = SLOT(txn, off[TX_ZXID]);
+    PyObject *call[5] = {t, SLOT(txn, off[TX_BODY]), SLOT(txn, off[TX_CLIENT]), zxid, SLOT(txn, off[TX_TIME])};
+    for (int i = 0; i < 5; i++)
+        if (call[i] == NULL)
+            return PyObject_Vectorcall(py, args, nargs, NULL);
+    PyObject *ops = field(tree, &l, TF_OPS);
+    PyObject *op = ops != NULL && PyDict_CheckExact(ops) ? Py_XNewRef(PyDict_GetItemWithError(ops, t)) : NULL;
+    Py_XDECREF(ops);
+    if (op == NULL) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    }
+    PyObject *last = NULL, *result = PyObject_Vectorcall(op, call, 5, NULL);
+    Py_DECREF(op);
+    int higher = result == NULL || (last = field(tree, &l, TF_LAST_ZXID)) == NULL
+        ? -1 : PyObject_RichCompareBool(zxid, last, Py_GT);
+    Py_XDECREF(last);
+    if (higher < 0 || (higher && set_field(tree, &l, TF_LAST_ZXID, zxid) < 0))
+        Py_CLEAR(result);
+    return result;
+}
+
+static PyMethodDef tree_apply_def = {"apply", (PyCFunction)(void (*)(void))tree_apply, METH_FASTCALL,
+                                     "apply(tree, txn) -> TxnResult."};
+
+/* tree_applier(Txn, DataTree, py_apply) -> apply */
+static PyObject *
+tree_applier(PyObject *module, PyObject *args)
+{
+    PyObject *txn, *tree, *py;
+    if (!PyArg_ParseTuple(args, "O!O!O:tree_applier", &PyType_Type, &txn, &PyType_Type, &tree, &py))
+        return NULL;
+    return function_of(&tree_apply_def, Py_BuildValue("(ONNO)", txn, slot_offsets(txn, txn_slots, TX_COUNT),
+                                                      layout(tree, tree_fields, TF_COUNT), py));
+}
+
+/* commit(server, txn) for core.server's ZKServer.commit, for a Txn that is not a session's and
+ * whose zxid is not a digest-logging one (else the Python method): the tree applies it, the
+ * snapshotter counts it, and the write waiting for it gets its reply, made here for setData,
+ * create, create2 and delete (by the Python `reply` function for the rest). */
+enum { CM_TXN, CM_TXN_OFFSETS, CM_OWED, CM_RESULT, CM_SERVER, CM_SNAPSHOTTER, CM_PY, CM_REPLY,
+       CM_SESSION_TYPES, CM_DIGEST_INTERVAL, CM_SET_DATA, CM_CREATE, CM_CREATE2, CM_DELETE, CM_COUNT };
+
+/* Snapshotter.txn_logged: the count raised in place while no snapshot is due, else the method. */
+static int
+count_logged(PyObject *snapshotter, const Layout *l)
+{
+    PyObject *logged = field(snapshotter, l, SN_LOGGED), *threshold = field(snapshotter, l, SN_THRESHOLD);
+    PyObject *running = field(snapshotter, l, SN_RUNNING);
+    int64_t n, limit;
+    int r;
+    if (logged != NULL && threshold != NULL && running == Py_False && as_int64(logged, 0, INT64_MAX - 1, &n)
+            && as_int64(threshold, INT64_MIN, INT64_MAX, &limit) && n + 1 < limit) {
+        PyObject *next = PyLong_FromLongLong(n + 1);
+        r = next == NULL ? -1 : set_field(snapshotter, l, SN_LOGGED, next);
+        Py_XDECREF(next);
+    } else {
+        PyErr_Clear();
+        PyObject *done = PyObject_CallMethod(snapshotter, "txn_logged", NULL);
+        r = done == NULL ? -1 : 0;
+        Py_XDECREF(done);
+    }
+    Py_XDECREF(logged);
+    Py_XDECREF(threshold);
+    Py_XDECREF(running);
+    return r;
+}
+
+/* The reply frame for `txn` and its `result`, to a write of type `op`, made here for a plain op;
+ * NULL without an exception when the Python `reply` function must make it. */
+static PyObject *
+plain_reply(PyObject *spec, int64_t op, PyObject *txn, PyObject *result)
+{
+    const Py_ssize_t *toff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, CM_TXN_OFFSETS));
+    Layout r = layout_at(spec, CM_RESULT, result_fields);
+    int64_t cxid, zxid, err, set_data, create, create2, delete;
+    if (!Py_IS_TYPE(result, r.type) || !as_int64(SLOT(txn, toff[TX_CXID]), INT32_MIN, INT32_MAX, &cxid)
+            || !as_int64(SLOT(txn, toff[TX_ZXID]), INT64_MIN, INT64_MAX, &zxid)
+            || !as_int64(SLOT(result, r.off[TR_ERR]), INT32_MIN, INT32_MAX, &err)
+            || !as_int64(PyTuple_GET_ITEM(spec, CM_SET_DATA), 0, INT32_MAX, &set_data)
+            || !as_int64(PyTuple_GET_ITEM(spec, CM_CREATE), 0, INT32_MAX, &create)
+            || !as_int64(PyTuple_GET_ITEM(spec, CM_CREATE2), 0, INT32_MAX, &create2)
+            || !as_int64(PyTuple_GET_ITEM(spec, CM_DELETE), 0, INT32_MAX, &delete))
+        return NULL;
+    const char *path = NULL;
+    Py_ssize_t plen = 0, size = 20;
+    PyObject *stat = NULL;
+    if (!err) {
+        if (op == create || op == create2) {
+            PyObject *p = SLOT(result, r.off[TR_PATH]);
+            if (p == NULL || !PyUnicode_CheckExact(p) || (path = PyUnicode_AsUTF8AndSize(p, &plen)) == NULL)
+                return NULL;  /* lone surrogates: the Python record encodes them */
+            size += 4 + plen;
+        }
+        if (op == set_data || op == create2) {
+            stat = SLOT(result, r.off[TR_STAT]);
+            if (stat == NULL || !PyBytes_CheckExact(stat))
+                return NULL;
+            size += PyBytes_GET_SIZE(stat);
+        } else if (op != create && op != delete)
+            return NULL;
+    }
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, size);
+    if (frame == NULL)
+        return NULL;
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(frame);
+    put32(p, (uint32_t)(size - 4));  /* the frame's length, then the ReplyHeader */
+    put32(p + 4, (uint32_t)cxid);
+    put64(p + 8, (uint64_t)zxid);
+    put32(p + 16, (uint32_t)err);
+    p += 20;
+    if (path != NULL) {
+        put32(p, (uint32_t)plen);
+        memcpy(p + 4, path, plen);
+        p += 4 + plen;
+    }
+    if (stat != NULL)
+        memcpy(p, PyBytes_AS_STRING(stat), PyBytes_GET_SIZE(stat));
+    return frame;
+}
+
+static PyObject *
+commit(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, CM_PY);
+    if (nargs != 2 || !Py_IS_TYPE(args[1], (PyTypeObject *)PyTuple_GET_ITEM(spec, CM_TXN)))
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    const Py_ssize_t *toff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, CM_TXN_OFFSETS));
+    Layout w = layout_at(spec, CM_OWED, owed_fields), s = layout_at(spec, CM_SERVER, server_fields);
+    Layout sn = layout_at(spec, CM_SNAPSHOTTER, snapshotter_fields);
+    PyObject *server = args[0], *txn = args[1];
+    PyObject *t = SLOT(txn, toff[TX_TYPE]), *client = SLOT(txn, toff[TX_CLIENT]), *cxid = SLOT(txn, toff[TX_CXID]);
+    int64_t zxid, every;
+    int session = t == NULL ? 1 : PySet_Contains(PyTuple_GET_ITEM(spec, CM_SESSION_TYPES), t);
+    if (session < 0)
+        PyErr_Clear();
+    if (session || client == NULL || cxid == NULL || !as_int64(SLOT(txn, toff[TX_ZXID]), 1, INT64_MAX, &zxid)
+            || !as_int64(PyTuple_GET_ITEM(spec, CM_DIGEST_INTERVAL), 1, INT64_MAX, &every) || zxid % every == 0)
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    PyObject *tree = NULL, *result = NULL, *snapshotter = NULL, *waiting = NULL, *key = NULL, *write = NULL;
+    PyObject *reply = NULL, *conn = NULL, *done = NULL;
+    if ((tree = field(server, &s, SV_TREE)) == NULL)
+        goto done;
+    PyObject *apply[2] = {tree, txn};
+    if ((result = PyObject_VectorcallMethod(str_apply, apply, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)) == NULL
+            || (snapshotter = field(server, &s, SV_SNAPSHOTTER)) == NULL || count_logged(snapshotter, &sn) < 0
+            || (waiting = field(server, &s, SV_WAITING)) == NULL
+            || (key = pair_of(Py_NewRef(client), Py_NewRef(cxid))) == NULL)
+        goto done;
+    if (!PyDict_CheckExact(waiting)) {
+        PyErr_SetString(PyExc_TypeError, "a server's waiting writes must be a dict");
+        goto done;
+    }
+    write = Py_XNewRef(PyDict_GetItemWithError(waiting, key));
+    if (write == NULL) {
+        done = PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+        goto done;
+    }
+    if (PyDict_DelItem(waiting, key) < 0)
+        goto done;
+    PyObject *op = Py_IS_TYPE(write, w.type) ? SLOT(write, w.off[W_TYPE]) : NULL;
+    int64_t op_code;
+    if (op != NULL && as_int64(op, INT32_MIN, INT32_MAX, &op_code))
+        reply = plain_reply(spec, op_code, txn, result);
+    if (reply == NULL) {
+        PyErr_Clear();
+        PyObject *op_v = op != NULL ? Py_NewRef(op) : PyObject_GetAttrString(write, "type");
+        PyObject *call[3] = {op_v, txn, result};
+        reply = op_v == NULL ? NULL : PyObject_Vectorcall(PyTuple_GET_ITEM(spec, CM_REPLY), call, 3, NULL);
+        Py_XDECREF(op_v);
+        if (reply == NULL)
+            goto done;
+    }
+    if ((conn = field(write, &w, W_CONN)) != NULL) {
+        PyObject *call[3] = {conn, write, reply};
+        done = PyObject_VectorcallMethod(str_complete, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+done:
+    Py_XDECREF(tree);
+    Py_XDECREF(result);
+    Py_XDECREF(snapshotter);
+    Py_XDECREF(waiting);
+    Py_XDECREF(key);
+    Py_XDECREF(write);
+    Py_XDECREF(reply);
+    Py_XDECREF(conn);
+    if (done == NULL)
+        return NULL;
+    Py_DECREF(done);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef commit_def = {"commit", (PyCFunction)(void (*)(void))commit, METH_FASTCALL,
+                                 "commit(server, txn): apply a committed txn, complete its reply."};
+
+/* committer(Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, py_commit, reply, session_types,
+ *           digest_interval, set_data, create, create2, delete) -> commit */
+static PyObject *
+committer(PyObject *module, PyObject *args)
+{
+    PyObject *txn, *owed, *result, *server, *snapshotter, *py, *reply, *sessions, *every, *set_data, *create,
+        *create2, *delete;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!OOO!O!O!O!O!O!:committer", &PyType_Type, &txn, &PyType_Type, &owed,
+                          &PyType_Type, &result, &PyType_Type, &server, &PyType_Type, &snapshotter, &py, &reply,
+                          &PyFrozenSet_Type, &sessions, &PyLong_Type, &every, &PyLong_Type, &set_data,
+                          &PyLong_Type, &create, &PyLong_Type, &create2, &PyLong_Type, &delete))
+        return NULL;
+    return function_of(&commit_def, Py_BuildValue(
+        "(ONNNNNOOOOOOOO)", txn, slot_offsets(txn, txn_slots, TX_COUNT), layout(owed, owed_fields, W_COUNT),
+        layout(result, result_fields, TR_COUNT), layout(server, server_fields, SV_COUNT),
+        layout(snapshotter, snapshotter_fields, SN_COUNT), py, reply, sessions, every, set_data, create, create2,
+        delete));
+}
+
+/* prep(prep, request, zxid) for core.prep's Prep.prep, for a Request (an OwedWrite among them)
+ * of a live session, with a record, of a type that has a handler and is not among `slow` (multi,
+ * check, and the types whose session is not checked): the handler's txn, stamped with the time
+ * and the request's ids; its ZKError becomes the error txn. Else the Python method. */
+enum { PR_REQUEST, PR_TXN, PR_PREP, PR_TRACKER, PR_SESSION, PR_SLOW, PR_PY, PR_ZK_ERROR, PR_ERROR_TXN, PR_COUNT };
+
+static PyObject *
+prep(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, PR_PY);
+    Layout rq = layout_at(spec, PR_REQUEST, request_fields);
+    if (nargs != 3 || !PyObject_TypeCheck(args[1], rq.type))
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    Layout pr = layout_at(spec, PR_PREP, prep_fields), tk = layout_at(spec, PR_TRACKER, tracker_fields);
+    Layout se = layout_at(spec, PR_SESSION, session_fields);
+    PyObject *self = args[0], *request = args[1], *zxid = args[2];
+    PyObject *t = SLOT(request, rq.off[RQ_TYPE]), *sid = SLOT(request, rq.off[RQ_SESSION]);
+    PyObject *cxid = SLOT(request, rq.off[RQ_CXID]), *record = SLOT(request, rq.off[RQ_RECORD]);
+    PyObject *handlers = NULL, *handler = NULL, *sessions = NULL, *table = NULL, *session = NULL, *closing = NULL;
+    PyObject *now_ms = NULL, *now = NULL, *body = NULL, *result = NULL;
+    int slow = t == NULL ? 1 : PySet_Contains(PyTuple_GET_ITEM(spec, PR_SLOW), t);
+    if (slow || sid == NULL || cxid == NULL || record == NULL || record == Py_None)
+        goto python;
+    handlers = field(self, &pr, PF_HANDLERS);
+    handler = handlers != NULL && PyDict_CheckExact(handlers) ? Py_XNewRef(PyDict_GetItemWithError(handlers, t)) : NULL;
+    sessions = handler == NULL ? NULL : field(self, &pr, PF_SESSIONS);
+    table = sessions == NULL ? NULL : field(sessions, &tk, TK_SESSIONS);
+    session = table != NULL && PyDict_CheckExact(table) ? Py_XNewRef(PyDict_GetItemWithError(table, sid)) : NULL;
+    if (session == NULL || (closing = field(session, &se, SE_CLOSING)) != Py_False)
+        goto python;  /* no handler, or SESSIONEXPIRED: the Python method's */
+    if ((now_ms = field(self, &pr, PF_NOW_MS)) == NULL || (now = PyObject_CallNoArgs(now_ms)) == NULL)
+        goto done;
+    PyObject *call[4] = {t, record, request, zxid};
+    body = PyObject_Vectorcall(handler, call, 4, NULL);
+    if (body == NULL) {
+        if (!PyErr_ExceptionMatches(PyTuple_GET_ITEM(spec, PR_ZK_ERROR)))
+            goto done;
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *code = value == NULL ? NULL : PyObject_GetAttrString(value, "code");
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        if (code != NULL) {
+            PyObject *err[4] = {request, zxid, now, code};
+            result = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, PR_ERROR_TXN), err, 4, NULL);
+            Py_DECREF(code);
+        }
+        goto done;
+    }
+    PyObject *fields[6] = {sid, cxid, zxid, now, t, body};
+    result = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, PR_TXN), fields, 6, NULL);
+    goto done;
+python:
+    PyErr_Clear();
+    result = PyObject_Vectorcall(py, args, nargs, NULL);
+done:
+    Py_XDECREF(handlers);
+    Py_XDECREF(handler);
+    Py_XDECREF(sessions);
+    Py_XDECREF(table);
+    Py_XDECREF(session);
+    Py_XDECREF(closing);
+    Py_XDECREF(now_ms);
+    Py_XDECREF(now);
+    Py_XDECREF(body);
+    return result;
+}
+
+static PyMethodDef prep_def = {"prep", (PyCFunction)(void (*)(void))prep, METH_FASTCALL,
+                               "prep(prep, request, zxid) -> Txn."};
+
+/* prepper(Request, Txn, Prep, SessionTracker, Session, slow_types, py_prep, ZKError, error_txn) -> prep */
+static PyObject *
+prepper(PyObject *module, PyObject *args)
+{
+    PyObject *request, *txn, *prep_cls, *tracker, *session, *slow, *py, *zk_error, *error_txn;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!OOO:prepper", &PyType_Type, &request, &PyType_Type, &txn,
+                          &PyType_Type, &prep_cls, &PyType_Type, &tracker, &PyType_Type, &session,
+                          &PyFrozenSet_Type, &slow, &py, &zk_error, &error_txn))
+        return NULL;
+    return function_of(&prep_def, Py_BuildValue(
+        "(NONNNOOOO)", layout(request, request_fields, RQ_COUNT), txn, layout(prep_cls, prep_fields, PF_COUNT),
+        layout(tracker, tracker_fields, TK_COUNT), layout(session, session_fields, SE_COUNT), slow, py, zk_error,
+        error_txn));
+}
+
 /* -- module ------------------------------------------------------------------------------- */
+
+/* A C function as a method: bound to an instance when looked up on one, as a Python function
+ * is, and a method descriptor, so that a call through an instance (Python's, or
+ * PyObject_VectorcallMethod's) passes the instance without making a bound method first. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *func;
+    vectorcallfunc vectorcall;
+} Method;
+
+static PyTypeObject MethodType;
+
+static PyObject *
+method_call(Method *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return PyObject_Vectorcall(m->func, args, nargsf, kwnames);
+}
+
+static PyObject *
+method_get(Method *m, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None)
+        return Py_NewRef(m);
+    return PyMethod_New((PyObject *)m, obj);
+}
+
+static int
+method_traverse(Method *m, visitproc visit, void *arg)
+{
+    Py_VISIT(m->func);
+    return 0;
+}
+
+static void
+method_dealloc(Method *m)
+{
+    PyObject_GC_UnTrack(m);
+    Py_CLEAR(m->func);
+    PyObject_GC_Del(m);
+}
+
+static PyTypeObject MethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "core._native.Method",
+    .tp_basicsize = sizeof(Method),
+    .tp_dealloc = (destructor)method_dealloc,
+    .tp_vectorcall_offset = offsetof(Method, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "A C function as a method (core.native.method).",
+    .tp_traverse = (traverseproc)method_traverse,
+    .tp_descr_get = (descrgetfunc)method_get,
+};
 
 static PyObject *
 instancemethod(PyObject *module, PyObject *func)
 {
-    return PyInstanceMethod_New(func);
+    if (!PyCallable_Check(func))
+        return PyErr_Format(PyExc_TypeError, "%R is not callable", func);
+    Method *m = PyObject_GC_New(Method, &MethodType);
+    if (m == NULL)
+        return NULL;
+    m->func = Py_NewRef(func);
+    m->vectorcall = (vectorcallfunc)method_call;
+    PyObject_GC_Track(m);
+    return (PyObject *)m;
 }
 
 static PyMethodDef module_methods[] = {
@@ -2604,6 +3158,15 @@ static PyMethodDef module_methods[] = {
      "delete_applier(node_view, DeleteTxn, TxnResult, py_delete, no_children, deleted, children_changed) -> delete(tree, t, body, client_id, zxid, time)."},
     {"set_data_applier", set_data_applier, METH_VARARGS,
      "set_data_applier(node_view, SetDataTxn, TxnResult, py_set_data, event_type) -> set_data(tree, t, body, client_id, zxid, time)."},
+    {"completer", completer, METH_VARARGS,
+     "completer(OwedWrite, ServerConnection, ZKServer, py_complete) -> complete(conn, write, reply)."},
+    {"tree_applier", tree_applier, METH_VARARGS, "tree_applier(Txn, DataTree, py_apply) -> apply(tree, txn)."},
+    {"committer", committer, METH_VARARGS,
+     "committer(Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, py_commit, reply, session_types, digest_interval, "
+     "set_data, create, create2, delete) -> commit(server, txn)."},
+    {"prepper", prepper, METH_VARARGS,
+     "prepper(Request, Txn, Prep, SessionTracker, Session, slow_types, py_prep, ZKError, error_txn) "
+     "-> prep(prep, request, zxid)."},
     {"instancemethod", instancemethod, METH_O,
      "instancemethod(f): a descriptor that binds f to an instance as a function does."},
     {NULL},
@@ -2618,7 +3181,8 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     crc_init();
-    if (PyType_Ready(&CodecType) < 0 || PyType_Ready(&NodeViewType) < 0 || PyType_Ready(&MakerType) < 0)
+    if (PyType_Ready(&CodecType) < 0 || PyType_Ready(&NodeViewType) < 0 || PyType_Ready(&MakerType) < 0
+            || PyType_Ready(&MethodType) < 0)
         return NULL;
     str_last = PyUnicode_InternFromString("last");
     str_bytes_of = PyUnicode_InternFromString("bytes_of");
@@ -2634,6 +3198,7 @@ PyInit__native(void)
         {&str_listener, "listener"}, {&str_triggered, "triggered"}, {&str_access, "access"},
         {&str_fixup, "fixup"}, {&str_auth, "auth"}, {&str_session_id, "session_id"}, {&str_root, "/"},
         {&str_intern_acl, "intern_acl"}, {&str_zookeeper, "/zookeeper"},
+        {&str_popleft, "popleft"}, {&str_apply, "apply"}, {&str_complete, "complete"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)

@@ -87,6 +87,9 @@ def reply_frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
 class ServerConnection(Protocol):
     """A client's TCP connection. Holds the session binding and the connection's auth ids."""
 
+    # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
+    __slots__ = ("server", "pending", "out", "replied_later")
+
     server: ZKServer
     transport: Any  # an ITCPTransport; zope interfaces are opaque to type checkers
 

@@ -43,7 +43,7 @@ from core.records import (
     ACL, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateTTLTxn, CreateTxn, DeleteTxn,
     CreateRequest, DeleteRequest, ErrorTxn, SetACLTxn, SetDataRequest, SetDataTxn,
 )
-from core.sessions import SessionTracker
+from core.sessions import Session, SessionTracker
 from core.tree import NODE_VIEW, SPECIAL_PATHS, DataTree, Node, kind_of_owner
 from core.txn import Txn
 
@@ -109,6 +109,9 @@ def _check_delete_path(path: str | None) -> str:
 
 class Prep:
     """PrepRequestProcessor: turns write requests into txns; see the module doc."""
+
+    # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
+    __slots__ = ("_handlers", "sessions", "now_ms", "__dict__", "__weakref__")
 
     def __init__(self, tree: DataTree, access: AccessControl, sessions: SessionTracker,
                  extended_types: bool, now_ms: Callable[[], int]) -> None:
@@ -396,12 +399,18 @@ class Prep:
         return plan
 
 
-# With the C accelerator, the common cases of setData, create and delete are prepped in C
-# (core.native); the Python methods stay for what it hands back, and for the tests.
+# With the C accelerator, a request's dispatch and the common cases of setData, create and delete
+# are prepped in C (core.native); the Python methods stay for what it hands back, and for the
+# tests. The dispatch in C takes the types whose session is checked and whose record is made
+# into a txn by their handler: not multi, check, or the types of _NO_SESSION_CHECK.
+PY_PREP = Prep.prep
 PY_SET_DATA = Prep._set_data
 PY_CREATE = Prep._create
 PY_DELETE = Prep._delete
 if native.MODULE is not None and NODE_VIEW is not None:
+    Prep.prep = native.method(native.MODULE.prepper(  # type: ignore[method-assign]
+        Request, Txn, Prep, SessionTracker, Session, _NO_SESSION_CHECK | {_MULTI, _CHECK}, PY_PREP, ZKError,
+        _error_txn))
     Prep._set_data = native.method(native.MODULE.set_data_prepper(  # type: ignore[method-assign]
         NODE_VIEW, _Change, SetDataRequest, SetDataTxn, PY_SET_DATA, int(_PERM_WRITE)))
     Prep._create = native.method(native.MODULE.create_prepper(  # type: ignore[method-assign]

@@ -17,7 +17,7 @@ import pluggy
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
-from core import pluginmanager
+from core import native, pluginmanager
 from core.acl import AccessControl
 from core.config import Config
 from core.connection import OwedWrite, ServerConnection, reply_frame
@@ -62,6 +62,9 @@ _MULTI_OK_HEADERS: dict[int, bytes] = {
 
 class ZKServer:
     """One member's server: tree, sessions, watches, connections, and the chosen backends."""
+
+    # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
+    __slots__ = ("tree", "waiting", "snapshotter", "dirty", "__dict__", "__weakref__")
 
     def __init__(self, config: Config, reactor: Any = None,
                  plugin_manager: pluggy.PluginManager | None = None) -> None:
@@ -418,14 +421,7 @@ class ZKServer:
             return
         write = self.waiting.pop((txn.clientId, txn.cxid), None)
         if write is not None:
-            op = write.type
-            if result.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
-                reply = reply_frame(txn.cxid, txn.zxid, result.err)
-            elif op == _MULTI:
-                reply = reply_frame(txn.cxid, txn.zxid, 0, _multi_body(result.multi or []))
-            else:
-                reply = reply_frame(txn.cxid, txn.zxid, 0, _response_body(op, result))
-            write.conn.complete(write, reply)
+            write.conn.complete(write, write_reply(write.type, txn, result))
 
     def _session_committed(self, txn: Txn) -> None:
         """A createSession binds the connection waiting for it; a closeSession answers its
@@ -645,6 +641,15 @@ class ZKServer:
         conn.send(reply_frame(-4, 0, 0))
 
 
+def write_reply(op: int, txn: Txn, result: TxnResult) -> bytes:
+    """The reply frame of a write request of type `op` whose txn was applied with `result`."""
+    if result.err:  # a failed multi reports per op (its own err is 0); a rejected one errs here
+        return reply_frame(txn.cxid, txn.zxid, result.err)
+    if op == _MULTI:
+        return reply_frame(txn.cxid, txn.zxid, 0, _multi_body(result.multi or []))
+    return reply_frame(txn.cxid, txn.zxid, 0, _response_body(op, result))
+
+
 def _response_body(op: int, r: TxnResult) -> bytes:
     """The response record of a write that succeeded (empty for delete and check)."""
     if op in _STAT_REPLIES:
@@ -672,3 +677,16 @@ def _multi_body(results: list[TxnResult]) -> bytes:
             parts.append(_response_body(r.type, r))
     parts.append(_MULTI_END)
     return b"".join(parts)
+
+
+# With the C accelerator, a txn's commit (but for session txns and the txns whose digest is
+# logged) and a write's completion run in C (core.native), reading the server's and the
+# connection's slots; the Python methods stay for the rest, and for the tests.
+PY_COMMIT = ZKServer.commit
+PY_COMPLETE = ServerConnection.complete
+if native.MODULE is not None:
+    ZKServer.commit = native.method(native.MODULE.committer(  # type: ignore[method-assign]
+        Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, PY_COMMIT, write_reply, _SESSION_TXNS,
+        DIGEST_LOG_INTERVAL, int(OpCode.setData), int(OpCode.create), int(OpCode.create2), int(OpCode.delete)))
+    ServerConnection.complete = native.method(  # type: ignore[method-assign]
+        native.MODULE.completer(OwedWrite, ServerConnection, ZKServer, PY_COMPLETE))

@@ -54,6 +54,9 @@ class Session:
 class SessionTracker:
     """Live sessions by id, expired by tick buckets. Times are milliseconds."""
 
+    # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
+    __slots__ = ("sessions", "__dict__", "__weakref__")
+
     def __init__(self, server_id: int, tick_ms: int, now_ms: int) -> None:
         self.tick_ms = tick_ms
         self.sessions: dict[int, Session] = {}

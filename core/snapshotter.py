@@ -75,6 +75,9 @@ def read_child(pid: int, read_end: int) -> list[bytes]:
 class Snapshotter:
     """Counts logged txns and snapshots the server's tree when the threshold is passed."""
 
+    # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
+    __slots__ = ("logged", "threshold", "running", "__dict__", "__weakref__")
+
     def __init__(self, server: ZKServer, rng: random.Random | None = None) -> None:
         self.server = server
         self.snap_count = server.config.snap_count

@@ -194,6 +194,9 @@ class DataTree:
     ZooKeeper's node count: 5 for an empty tree, and `get("")` is the root). `digest` is the
     tree digest of quorum.md 3.2 (signed 64-bit)."""
 
+    # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
+    __slots__ = ("_ops", "last_zxid", "__dict__", "__weakref__")
+
     nodes: dict[str, Node]
     last_zxid: int
     ephemerals: dict[int, set[str]]  # session id -> paths of its ephemeral nodes
@@ -526,13 +529,16 @@ class DataTree:
         node.reply = None
 
 
-# With the C accelerator, the common cases of setData, create and delete are applied in C
-# (core.native); the Python methods stay for what it hands back, and for the tests.
+# With the C accelerator, the dispatch of a txn and the common cases of setData, create and
+# delete are applied in C (core.native); the Python methods stay for what it hands back, and for
+# the tests.
+PY_APPLY = DataTree.apply
 PY_SET_DATA = DataTree._set_data
 PY_CREATE = DataTree._create
 PY_DELETE = DataTree._delete
 if NODE_VIEW is not None:
     assert native.MODULE is not None
+    DataTree.apply = native.method(native.MODULE.tree_applier(Txn, DataTree, PY_APPLY))  # type: ignore[method-assign]
     DataTree._set_data = native.method(native.MODULE.set_data_applier(  # type: ignore[method-assign]
         NODE_VIEW, SetDataTxn, TxnResult, PY_SET_DATA, int(_NODE_DATA_CHANGED)))
     DataTree._create = native.method(native.MODULE.create_applier(  # type: ignore[method-assign]

@@ -1,0 +1,179 @@
+"""The C accelerator's write pipeline (core/_native.c: Prep.prep, DataTree.apply, ZKServer.commit,
+ServerConnection.complete) against the Python methods it stands in for: a whole server in process
+answers any pipelined mix of requests, from two sessions, with the same bytes, and is left with
+the same tree; and the plain cases run without the Python methods."""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from twisted.internet.task import Clock
+
+from core import native
+from core.config import parse
+from core.connection import OwedWrite, ServerConnection
+from core.errors import ZKError
+from core.interfaces import Request
+from core.opcodes import OpCode
+from core.ops.stats import DIGEST_LOG_INTERVAL
+from core.prep import _NO_SESSION_CHECK, PY_PREP, Prep, _error_txn
+from core.records import (
+    ACL, CheckVersionRequest, CreateRequest, DeleteRequest, Id, MultiHeader, PathRequest, PathWatchRequest,
+    RequestHeader, SetDataRequest,
+)
+from core.server import _SESSION_TXNS, PY_COMMIT, PY_COMPLETE, ZKServer
+from core.sessions import Session, SessionTracker
+from core.snapshotter import Snapshotter
+from core.storage_thread import StorageThread
+from core.tree import PY_APPLY, DataTree, TxnResult
+from core.txn import Txn
+from tests.inprocess import Client, started
+
+needs_native = pytest.mark.skipif(native.MODULE is None, reason="the C accelerator is not built (or switched off)")
+
+_PIPELINE = [(Prep, "prep", PY_PREP), (DataTree, "apply", PY_APPLY), (ZKServer, "commit", PY_COMMIT),
+             (ServerConnection, "complete", PY_COMPLETE)]
+_PATHS = ["/a", "/a/b", "/b", "/c", "/a/b/c"]
+_ODD_PATHS = ["", "bad", "/zookeeper", "/a/", "/zookeeper/quota"]
+_OPEN = [ACL(31, Id("world", "anyone"))]
+_READ_ONLY = [ACL(1, Id("world", "anyone"))]
+
+
+@contextmanager
+def pipeline(methods: list[tuple[type, str, Any]]) -> Iterator[None]:
+    """The methods (class, name, function) installed for the duration."""
+    saved = [(cls, name, vars(cls)[name]) for cls, name, _ in methods]
+    try:
+        for cls, name, f in methods:
+            setattr(cls, name, f)
+        yield
+    finally:
+        for cls, name, f in saved:
+            setattr(cls, name, f)
+
+
+def _server(data_dir: Path, snap_count: int = 100000) -> tuple[ZKServer, Clock, list[Client]]:
+    """A started server on a Clock (memory store), and two connected clients."""
+    clock = Clock()
+    clock.advance(1_000_000)
+    cfg = parse(f"tickTime=2000\ndataDir={data_dir}\nclientPort=2999\nstorage=memory\nsnapCount={snap_count}\n")
+    server = ZKServer(cfg, reactor=clock)
+    server.storage = StorageThread(clock, threaded=False)
+    server.snapshotter.rng = random.Random(7)  # the same snapshots in every run
+    server.snapshotter.threshold = server.snapshotter._next_threshold()
+    started(server, clock)
+    clients = [Client(server, clock, 40000 + i) for i in range(2)]
+    for c in clients:
+        c.connect(30000)
+    return server, clock, clients
+
+
+def _frame(xid: int, op: int, record: Any) -> bytes:
+    body = RequestHeader(xid, op).encode() + (type(record).encode(record) if record is not None else b"")
+    return struct.pack(">i", len(body)) + body
+
+
+def _multi_frame(xid: int, ops: list[tuple[int, Any]]) -> bytes:
+    body = RequestHeader(xid, OpCode.multi).encode() + b"".join(
+        MultiHeader(op, False, -1).encode() + type(rec).encode(rec) for op, rec in ops) + MultiHeader(-1, True, -1).encode()
+    return struct.pack(">i", len(body)) + body
+
+
+_path = st.sampled_from(_PATHS) | st.sampled_from(_ODD_PATHS)
+_version = st.sampled_from([-1, 0, 1, 2, 2**31 - 1])
+_data = st.binary(max_size=6)
+_acl = st.sampled_from([_OPEN, _READ_ONLY, []])
+_set_data = st.builds(SetDataRequest, _path, _data, _version)
+_create = st.builds(CreateRequest, _path, _data, _acl, st.sampled_from([0, 0, 1, 2, 3, 4]))
+_delete = st.builds(DeleteRequest, _path, _version)
+_check = st.builds(CheckVersionRequest, _path, _version)
+_sub_op = st.one_of(st.tuples(st.just(OpCode.setData), _set_data), st.tuples(st.just(OpCode.create), _create),
+                    st.tuples(st.just(OpCode.delete), _delete), st.tuples(st.just(OpCode.check), _check))
+_request = st.one_of(
+    st.tuples(st.just(OpCode.setData), _set_data),
+    st.tuples(st.sampled_from([OpCode.create, OpCode.create2]), _create),
+    st.tuples(st.just(OpCode.delete), _delete),
+    st.tuples(st.sampled_from([OpCode.getData, OpCode.exists]), st.builds(PathWatchRequest, _path, st.booleans())),
+    st.tuples(st.just(OpCode.multi), st.lists(_sub_op, min_size=1, max_size=3)),
+    st.tuples(st.just(OpCode.sync), st.builds(PathRequest, _path)),
+)
+# batches of pipelined requests, each from one of two sessions, sent in one read
+_batches = st.lists(st.tuples(st.integers(0, 1), st.lists(_request, min_size=1, max_size=6)), min_size=1, max_size=8)
+
+
+def _serve(batches: list[tuple[int, list[tuple[int, Any]]]], tmp: Path) -> tuple[list[bytes], Any]:
+    """Every byte each client received; after the batches, the tree's nodes and digest, the log,
+    the zxids of the snapshots taken (one every few txns: the snapshotter's count is kept in C
+    until one is due) and how many replies were timed."""
+    server, clock, clients = _server(tmp, snap_count=6)
+    received = [b"", b""]
+    xid = 0
+    for who, requests in batches:
+        frames = []
+        for op, record in requests:
+            xid += 1
+            frames.append(_multi_frame(xid, record) if op == OpCode.multi else _frame(xid, op, record))
+        clients[who].conn.dataReceived(b"".join(frames))
+        for _ in range(5):  # the commits, and the snapshot's slices
+            clock.advance(0)
+    for i, c in enumerate(clients):
+        received[i] = c.transport.value()
+    tree = server.tree
+    nodes = sorted((p, n.data, n.acl, n.stat_bytes(), sorted(n.children)) for p, n in tree.nodes.items())
+    log = list(server.store.read_from(0))
+    return received, (nodes, tree.digest, tree.last_zxid, log, sorted(server.store._snapshots),
+                      server.stats.latency.count)
+
+
+@needs_native
+@settings(max_examples=150)
+@given(batches=_batches)
+def test_the_write_pipeline_answers_in_c_as_in_python(batches: Any, tmp_path_factory: Any) -> None:
+    by_c = _serve(batches, tmp_path_factory.mktemp("c"))
+    with pipeline(_PIPELINE):
+        by_python = _serve(batches, tmp_path_factory.mktemp("py"))
+    assert by_c == by_python
+
+
+def _handed_to_python(*args: Any) -> Any:
+    raise AssertionError("handed to the Python method")
+
+
+@needs_native
+def test_a_plain_write_runs_its_pipeline_without_the_python_methods(tmp_path: Path) -> None:
+    assert native.MODULE is not None
+    m = native.MODULE
+    server, clock, (client, _) = _server(tmp_path)
+    plain = [(cls, name, native.method(f)) for cls, name, f in [
+        (Prep, "prep", m.prepper(Request, Txn, Prep, SessionTracker, Session,
+                                 _NO_SESSION_CHECK | {OpCode.multi, OpCode.check}, _handed_to_python, ZKError,
+                                 _error_txn)),
+        (DataTree, "apply", m.tree_applier(Txn, DataTree, _handed_to_python)),
+        (ZKServer, "commit", m.committer(Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, _handed_to_python,
+                                         _handed_to_python, _SESSION_TXNS, DIGEST_LOG_INTERVAL,
+                                         int(OpCode.setData), int(OpCode.create), int(OpCode.create2),
+                                         int(OpCode.delete))),
+        (ServerConnection, "complete", m.completer(OwedWrite, ServerConnection, ZKServer, _handed_to_python)),
+    ]]
+    with pipeline(plain):
+        frames = [_frame(1, OpCode.create, CreateRequest("/a", b"x", _OPEN, 0)),
+                  _frame(2, OpCode.getData, PathWatchRequest("/a", False)),
+                  _frame(3, OpCode.setData, SetDataRequest("/a", b"yz", 0)),
+                  _frame(4, OpCode.create2, CreateRequest("/a/b", b"", _OPEN, 0)),
+                  _frame(5, OpCode.delete, DeleteRequest("/a/b", -1))]
+        client.conn.dataReceived(b"".join(frames))
+        clock.advance(0)
+    replies = client.replies()
+    assert [(h.xid, h.err) for h, _ in replies] == [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]
+    assert replies[0][1] == b"\x00\x00\x00\x02/a"  # CreateResponse
+    assert replies[1][1][:5] == b"\x00\x00\x00\x01x"  # the read waited for the create
+    assert replies[3][1][:8] == b"\x00\x00\x00\x04/a/b" and len(replies[3][1]) == 8 + 68  # Create2Response
+    assert server.tree.nodes["/a"].data == b"yz" and "/a/b" not in server.tree.nodes
+    assert server.tree.last_zxid == replies[4][0].zxid
