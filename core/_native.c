@@ -2642,16 +2642,21 @@ set_field(PyObject *obj, const Layout *l, int i, PyObject *v)
     return PyObject_SetAttrString(obj, l->names[i], v);
 }
 
-enum { CN_PENDING, CN_OUT, CN_LATER, CN_SERVER, CN_COUNT };
-static const char *const conn_fields[CN_COUNT] = {"pending", "out", "replied_later", "server"};
-enum { SV_TREE, SV_WAITING, SV_SNAPSHOTTER, SV_DIRTY, SV_COUNT };
-static const char *const server_fields[SV_COUNT] = {"tree", "waiting", "snapshotter", "dirty"};
+enum { CN_PENDING, CN_OUT, CN_LATER, CN_SERVER, CN_READ_ONLY, CN_SESSION_ID, CN_AUTH_IDS, CN_RECEIVED_AT,
+       CN_COUNT };
+static const char *const conn_fields[CN_COUNT] = {"pending", "out", "replied_later", "server", "read_only",
+                                                  "session_id", "auth_ids", "received_at"};
+enum { SV_TREE, SV_WAITING, SV_SNAPSHOTTER, SV_DIRTY, SV_CONFIG, SV_STATS, SV_CONSENSUS, SV_COUNT };
+static const char *const server_fields[SV_COUNT] = {"tree", "waiting", "snapshotter", "dirty", "config", "stats",
+                                                    "consensus"};
 enum { SN_LOGGED, SN_THRESHOLD, SN_RUNNING, SN_COUNT };
 static const char *const snapshotter_fields[SN_COUNT] = {"logged", "threshold", "running"};
 enum { TF_OPS, TF_LAST_ZXID, TF_COUNT };
 static const char *const tree_fields[TF_COUNT] = {"_ops", "last_zxid"};
-enum { PF_HANDLERS, PF_SESSIONS, PF_NOW_MS, PF_COUNT };
-static const char *const prep_fields[PF_COUNT] = {"_handlers", "sessions", "now_ms"};
+enum { PF_HANDLERS, PF_SESSIONS, PF_NOW_MS, PF_ORDER, PF_PENDING, PF_COUNT };
+static const char *const prep_fields[PF_COUNT] = {"_handlers", "sessions", "now_ms", "_order", "_pending"};
+enum { CF_ZXID, CF_PATH, CF_COUNT };
+static const char *const change_fields[CF_COUNT] = {"zxid", "path"};
 enum { TK_SESSIONS, TK_COUNT };
 static const char *const tracker_fields[TK_COUNT] = {"sessions"};
 enum { SE_CLOSING, SE_COUNT };
@@ -2664,7 +2669,7 @@ static const char *const request_fields[RQ_COUNT] = {"type", "session_id", "cxid
 enum { TR_ERR, TR_PATH, TR_STAT, TR_COUNT };
 static const char *const result_fields[TR_COUNT] = {"err", "path", "stat_bytes"};
 
-static PyObject *str_popleft, *str_apply, *str_complete;
+static PyObject *str_popleft, *str_apply, *str_complete, *str_submit;
 
 /* complete(conn, write, reply) for core.connection's ServerConnection.complete, for a write that
  * is an OwedWrite (else the Python method): the same steps, in C. */
@@ -3070,6 +3075,273 @@ prepper(PyObject *module, PyObject *args)
         error_txn));
 }
 
+/* split_frames(buf, limit) for core.connection's py_split_frames: the whole frames at the start
+ * of `buf` (each a 4-byte big-endian length, then that many bytes), where the first incomplete
+ * one starts, and the length outside 0..limit that stopped the split (else None). */
+static PyObject *
+split_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t limit;
+    if (nargs != 2 || !as_int64(args[1], 0, INT32_MAX, &limit))
+        return PyErr_Format(PyExc_TypeError, "split_frames(buf, limit): a limit in 0..2**31-1");
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *p = view.buf;
+    Py_ssize_t off = 0, end = view.len;
+    PyObject *frames = PyList_New(0), *bad = NULL, *result = NULL;
+    while (frames != NULL && end - off >= 4) {
+        int32_t n = (int32_t)be32(p + off);
+        if (n < 0 || n > limit) {
+            bad = PyLong_FromLong(n);
+            break;
+        }
+        if (end - off - 4 < n)
+            break;
+        PyObject *frame = PyBytes_FromStringAndSize((const char *)p + off + 4, n);
+        if (frame == NULL || PyList_Append(frames, frame) < 0) {
+            Py_XDECREF(frame);
+            Py_CLEAR(frames);
+            break;
+        }
+        Py_DECREF(frame);
+        off += 4 + (Py_ssize_t)n;
+    }
+    PyBuffer_Release(&view);
+    if (frames != NULL && !PyErr_Occurred())
+        result = Py_BuildValue("(NnO)", frames, off, bad != NULL ? bad : Py_None);
+    else
+        Py_XDECREF(frames);
+    Py_XDECREF(bad);
+    return result;
+}
+
+/* request(server, conn, frame) for core.server's ZKServer.request, for a write of WRITE_REQUESTS:
+ * its record decoded as decode_record does (None when it does not decode or names no path) and
+ * the write submitted; every other request to the Python method. */
+enum { RS_WRITES, RS_DECODE_ERRORS, RS_PY, RS_COUNT };
+
+static PyObject *
+request(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, RS_PY);
+    if (nargs != 3 || !PyBytes_CheckExact(args[2]) || PyBytes_GET_SIZE(args[2]) < 8)
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    PyObject *frame = args[2];
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(frame);
+    PyObject *op = PyLong_FromLong((int32_t)be32(p + 4)), *xid = NULL, *decoded = NULL, *record = NULL;
+    PyObject *result = NULL;
+    PyObject *cls = op == NULL ? NULL : PyDict_GetItemWithError(PyTuple_GET_ITEM(spec, RS_WRITES), op);
+    if (cls == NULL) {
+        Py_XDECREF(op);
+        return PyErr_Occurred() ? NULL : PyObject_Vectorcall(py, args, nargs, NULL);
+    }
+    PyObject *decode = PyObject_GetAttrString(cls, "decode");
+    PyObject *at = PyLong_FromLong(8);
+    if (decode == NULL || at == NULL || (xid = PyLong_FromLong((int32_t)be32(p))) == NULL)
+        goto done;
+    PyObject *call[2] = {frame, at};
+    decoded = PyObject_Vectorcall(decode, call, 2, NULL);
+    if (decoded == NULL) {
+        if (!PyErr_ExceptionMatches(PyTuple_GET_ITEM(spec, RS_DECODE_ERRORS)))
+            goto done;
+        PyErr_Clear();
+        record = Py_NewRef(Py_None);  /* a MARSHALLINGERROR txn, made by prep */
+    } else {
+        if (!PyTuple_Check(decoded) || PyTuple_GET_SIZE(decoded) < 1) {
+            PyErr_SetString(PyExc_TypeError, "a record's decode gives (record, offset)");
+            goto done;
+        }
+        record = Py_NewRef(PyTuple_GET_ITEM(decoded, 0));
+        PyObject *path = PyObject_GetAttr(record, str_path);  /* getattr(record, "path", "") */
+        if (path == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                goto done;
+            PyErr_Clear();
+        } else if (path == Py_None)
+            Py_SETREF(record, Py_NewRef(Py_None));
+        Py_XDECREF(path);
+    }
+    PyObject *submit[6] = {args[0], args[1], xid, op, record, frame};
+    result = PyObject_VectorcallMethod(str_submit, submit, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+done:
+    Py_XDECREF(op);
+    Py_XDECREF(decode);
+    Py_XDECREF(at);
+    Py_XDECREF(xid);
+    Py_XDECREF(decoded);
+    Py_XDECREF(record);
+    return result;
+}
+
+/* submit(server, conn, xid, op, record, frame) for core.server's ZKServer.submit, for a
+ * connection that is not read-only (else the Python method): the write's OwedWrite takes its
+ * reply slot and waits under (session id, xid); the server stops reading past
+ * globalOutstandingLimit; the consensus gets the write. */
+enum { SU_OWED, SU_CONN, SU_SERVER, SU_PY, SU_COUNT };
+
+static PyObject *
+submit(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, SU_PY);
+    Layout c = layout_at(spec, SU_CONN, conn_fields), s = layout_at(spec, SU_SERVER, server_fields);
+    if (nargs != 6 || !PyBytes_CheckExact(args[5]) || PyBytes_GET_SIZE(args[5]) < 8)
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    PyObject *server = args[0], *conn = args[1], *xid = args[2], *frame = args[5];
+    PyObject *read_only = field(conn, &c, CN_READ_ONLY);
+    if (read_only != Py_False) {
+        Py_XDECREF(read_only);
+        PyErr_Clear();
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    }
+    Py_DECREF(read_only);
+    PyObject *sid = NULL, *raw = NULL, *auth = NULL, *at = NULL, *write = NULL, *pending = NULL, *waiting = NULL;
+    PyObject *key = NULL, *config = NULL, *limit = NULL, *consensus = NULL, *done = NULL;
+    if ((sid = field(conn, &c, CN_SESSION_ID)) == NULL || (auth = field(conn, &c, CN_AUTH_IDS)) == NULL
+            || (at = field(conn, &c, CN_RECEIVED_AT)) == NULL
+            || (raw = PyBytes_FromStringAndSize(PyBytes_AS_STRING(frame) + 8, PyBytes_GET_SIZE(frame) - 8)) == NULL)
+        goto done;
+    PyObject *fields[8] = {sid, xid, args[3], args[4], raw, auth, conn, at};
+    if ((write = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, SU_OWED), fields, 8, NULL)) == NULL
+            || (pending = field(conn, &c, CN_PENDING)) == NULL)
+        goto done;
+    PyObject *appended = PyObject_CallMethodOneArg(pending, str_append, write);  /* its reply slot */
+    if (appended == NULL)
+        goto done;
+    Py_DECREF(appended);
+    if ((waiting = field(server, &s, SV_WAITING)) == NULL || (key = pair_of(Py_NewRef(sid), Py_NewRef(xid))) == NULL
+            || PyObject_SetItem(waiting, key, write) < 0)
+        goto done;
+    Py_ssize_t count = PyObject_Size(waiting);
+    if (count < 0 || (config = field(server, &s, SV_CONFIG)) == NULL
+            || (limit = PyObject_GetAttrString(config, "global_outstanding_limit")) == NULL)
+        goto done;
+    PyObject *n = PyLong_FromSsize_t(count);
+    int over = n == NULL ? -1 : PyObject_RichCompareBool(n, limit, Py_GT);
+    Py_XDECREF(n);
+    if (over < 0)
+        goto done;
+    if (over) {  /* globalOutstandingLimit: stop reading until it drops */
+        PyObject *stats = field(server, &s, SV_STATS);
+        PyObject *throttled = stats == NULL ? NULL : PyObject_CallMethod(stats, "throttle", "O", conn);
+        Py_XDECREF(stats);
+        if (throttled == NULL)
+            goto done;
+        Py_DECREF(throttled);
+    }
+    if ((consensus = field(server, &s, SV_CONSENSUS)) != NULL) {
+        PyObject *call[2] = {consensus, write};
+        done = PyObject_VectorcallMethod(str_submit, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+done:
+    Py_XDECREF(sid);
+    Py_XDECREF(raw);
+    Py_XDECREF(auth);
+    Py_XDECREF(at);
+    Py_XDECREF(write);
+    Py_XDECREF(pending);
+    Py_XDECREF(waiting);
+    Py_XDECREF(key);
+    Py_XDECREF(config);
+    Py_XDECREF(limit);
+    Py_XDECREF(consensus);
+    if (done == NULL)
+        return NULL;
+    Py_DECREF(done);
+    Py_RETURN_NONE;
+}
+
+/* applied(prep, zxid) for core.prep's Prep.applied: the change records of every txn up to `zxid`
+ * forgotten. Change records of another class, or odd values, go to the Python method. */
+enum { AD_PREP, AD_CHANGE, AD_PY, AD_COUNT };
+
+static PyObject *
+applied(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, AD_PY);
+    Layout pr = layout_at(spec, AD_PREP, prep_fields), ch = layout_at(spec, AD_CHANGE, change_fields);
+    int64_t upto, zxid;
+    if (nargs != 2 || !as_int64(args[1], INT64_MIN, INT64_MAX, &upto))
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    PyObject *order = field(args[0], &pr, PF_ORDER), *pending = field(args[0], &pr, PF_PENDING);
+    PyObject *head = NULL, *result = NULL;
+    if (order == NULL || pending == NULL || !PyDict_CheckExact(pending)) {
+        PyErr_Clear();
+        result = PyObject_Vectorcall(py, args, nargs, NULL);
+        goto done;
+    }
+    Py_ssize_t n;
+    while ((n = PyObject_Size(order)) > 0) {
+        if ((head = PySequence_GetItem(order, 0)) == NULL)
+            goto done;
+        PyObject *path = Py_IS_TYPE(head, ch.type) ? SLOT(head, ch.off[CF_PATH]) : NULL;
+        if (path == NULL || !as_int64(SLOT(head, ch.off[CF_ZXID]), INT64_MIN, INT64_MAX, &zxid)) {
+            result = PyObject_Vectorcall(py, args, nargs, NULL);  /* the rest, as Python does it */
+            goto done;
+        }
+        if (zxid > upto)
+            break;
+        PyObject *popped = PyObject_CallMethodNoArgs(order, str_popleft);
+        if (popped == NULL)
+            goto done;
+        Py_DECREF(popped);
+        Py_INCREF(path);
+        PyObject *now = PyDict_GetItemWithError(pending, path);
+        int r = now == head ? PyDict_DelItem(pending, path) : PyErr_Occurred() ? -1 : 0;
+        Py_DECREF(path);
+        Py_CLEAR(head);
+        if (r < 0)
+            goto done;
+    }
+    if (n >= 0)
+        result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(order);
+    Py_XDECREF(pending);
+    Py_XDECREF(head);
+    return result;
+}
+
+static PyMethodDef request_def = {"request", (PyCFunction)(void (*)(void))request, METH_FASTCALL,
+                                  "request(server, conn, frame): dispatch a request packet."};
+static PyMethodDef submit_def = {"submit", (PyCFunction)(void (*)(void))submit, METH_FASTCALL,
+                                 "submit(server, conn, xid, op, record, frame): hand a write to the consensus."};
+static PyMethodDef applied_def = {"applied", (PyCFunction)(void (*)(void))applied, METH_FASTCALL,
+                                  "applied(prep, zxid): forget the change records up to zxid."};
+
+/* requester(write_requests, decode_errors, py_request) -> request */
+static PyObject *
+requester(PyObject *module, PyObject *args)
+{
+    PyObject *writes, *errors, *py;
+    if (!PyArg_ParseTuple(args, "O!O!O:requester", &PyDict_Type, &writes, &PyTuple_Type, &errors, &py))
+        return NULL;
+    return function_of(&request_def, Py_BuildValue("(OOO)", writes, errors, py));
+}
+
+/* submitter(OwedWrite, ServerConnection, ZKServer, py_submit) -> submit */
+static PyObject *
+submitter(PyObject *module, PyObject *args)
+{
+    PyObject *owed, *conn, *server, *py;
+    if (!PyArg_ParseTuple(args, "O!O!O!O:submitter", &PyType_Type, &owed, &PyType_Type, &conn, &PyType_Type,
+                          &server, &py))
+        return NULL;
+    return function_of(&submit_def, Py_BuildValue("(ONNO)", owed, layout(conn, conn_fields, CN_COUNT),
+                                                  layout(server, server_fields, SV_COUNT), py));
+}
+
+/* applier(Prep, Change, py_applied) -> applied */
+static PyObject *
+applier(PyObject *module, PyObject *args)
+{
+    PyObject *prep_cls, *change, *py;
+    if (!PyArg_ParseTuple(args, "O!O!O:applier", &PyType_Type, &prep_cls, &PyType_Type, &change, &py))
+        return NULL;
+    return function_of(&applied_def, Py_BuildValue("(NNO)", layout(prep_cls, prep_fields, PF_COUNT),
+                                                   layout(change, change_fields, CF_COUNT), py));
+}
+
 /* -- module ------------------------------------------------------------------------------- */
 
 /* A C function as a method: bound to an instance when looked up on one, as a Python function
@@ -3167,6 +3439,13 @@ static PyMethodDef module_methods[] = {
     {"prepper", prepper, METH_VARARGS,
      "prepper(Request, Txn, Prep, SessionTracker, Session, slow_types, py_prep, ZKError, error_txn) "
      "-> prep(prep, request, zxid)."},
+    {"split_frames", (PyCFunction)(void (*)(void))split_frames, METH_FASTCALL,
+     "split_frames(buf, limit) -> (frames, offset, bad length or None)."},
+    {"requester", requester, METH_VARARGS,
+     "requester(write_requests, decode_errors, py_request) -> request(server, conn, frame)."},
+    {"submitter", submitter, METH_VARARGS,
+     "submitter(OwedWrite, ServerConnection, ZKServer, py_submit) -> submit(server, conn, xid, op, record, frame)."},
+    {"applier", applier, METH_VARARGS, "applier(Prep, Change, py_applied) -> applied(prep, zxid)."},
     {"instancemethod", instancemethod, METH_O,
      "instancemethod(f): a descriptor that binds f to an instance as a function does."},
     {NULL},
@@ -3198,7 +3477,7 @@ PyInit__native(void)
         {&str_listener, "listener"}, {&str_triggered, "triggered"}, {&str_access, "access"},
         {&str_fixup, "fixup"}, {&str_auth, "auth"}, {&str_session_id, "session_id"}, {&str_root, "/"},
         {&str_intern_acl, "intern_acl"}, {&str_zookeeper, "/zookeeper"},
-        {&str_popleft, "popleft"}, {&str_apply, "apply"}, {&str_complete, "complete"},
+        {&str_popleft, "popleft"}, {&str_apply, "apply"}, {&str_complete, "complete"}, {&str_submit, "submit"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)

@@ -62,6 +62,28 @@ def write_now(transport: Any, frames: list[bytes]) -> None:
         transport.write(data)
 
 
+def py_split_frames(buf: bytes, limit: int) -> tuple[list[bytes], int, int | None]:
+    """The whole frames at the start of `buf`, where the first incomplete one starts, and the
+    length outside 0..limit that stopped the split (else None). `split_frames` is this, or the
+    accelerator's equivalent."""
+    frames: list[bytes] = []
+    off, end = 0, len(buf)
+    while end - off >= 4:
+        n = _LEN.unpack_from(buf, off)[0]
+        if n < 0 or n > limit:
+            return frames, off, n
+        start = off + 4
+        if end - start < n:
+            break
+        off = start + n
+        frames.append(buf[start:off])
+    return frames, off, None
+
+
+split_frames: Callable[[bytes, int], tuple[list[bytes], int, int | None]] = (
+    py_split_frames if native.MODULE is None else native.MODULE.split_frames)
+
+
 @native.fast_constructor
 @dataclass(slots=True)
 class OwedWrite(Request):
@@ -88,7 +110,7 @@ class ServerConnection(Protocol):
     """A client's TCP connection. Holds the session binding and the connection's auth ids."""
 
     # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
-    __slots__ = ("server", "pending", "out", "replied_later")
+    __slots__ = ("server", "pending", "out", "replied_later", "read_only", "session_id", "auth_ids", "received_at")
 
     server: ZKServer
     transport: Any  # an ITCPTransport; zope interfaces are opaque to type checkers
@@ -146,7 +168,6 @@ class ServerConnection(Protocol):
             partial.clear()
         else:
             buf = data  # the common case: frames are sliced straight from what was read
-        off = 0
         end = len(buf)
         self.received_at = server.reactor.seconds()
         if not self.handshaken and not self.packets_received and end >= 4:
@@ -156,28 +177,25 @@ class ServerConnection(Protocol):
                 self.closing = True
                 self.transport.loseConnection()
                 return
+        frames, off, bad = split_frames(buf, limit)
         count = 0
-        frame = b""
         why = ""  # a protocol error that closes the connection
-        while end - off >= 4 and not self.closing:
-            n = _LEN.unpack_from(buf, off)[0]
-            if n < 0 or n > limit:
-                why = f"packet length {n} outside 0..{limit}"
+        request = server.request
+        for frame in frames:
+            if self.closing:
                 break
-            start = off + 4
-            if end - start < n:
-                break
-            off = start + n
-            frame = buf[start:off]
             count += 1
             try:
                 if self.handshaken:
-                    server.request(self, frame)
+                    request(self, frame)
                 else:
                     self.handshake(frame)
             except _DECODE_ERRORS as e:
                 why = f"malformed packet: {e}"
                 break
+        else:
+            if bad is not None and not self.closing:
+                why = f"packet length {bad} outside 0..{limit}"
         self.packets_received += count
         if why:
             self.drop(why)
@@ -186,7 +204,7 @@ class ServerConnection(Protocol):
             partial += buf[off:]
         if self.handshaken:  # one touch for the whole batch: it all arrived now
             server.sessions.touch(self.session_id, int(self.received_at * 1000))
-        server.stats.received(self, count, len(data), frame)
+        server.stats.received(self, count, len(data), frames[count - 1] if count else b"")
         self.flush()
 
     def add_auth_ids(self, ids: list[Id]) -> None:

@@ -38,6 +38,8 @@ MULTI_OPS: dict[int, Any] = {
     OpCode.check: CheckVersionRequest,
 }
 _MULTI_HEADER = struct.Struct(">i?i")  # MultiHeader: type, done, err
+# what a record's decode raises for bytes that are not the record (a MARSHALLINGERROR)
+RECORD_ERRORS = (JuteError, struct.error)
 
 MULTI_READ_OPS: dict[int, Any] = {OpCode.getData: PathWatchRequest, OpCode.getChildren: PathWatchRequest}
 
@@ -47,7 +49,7 @@ def decode_record(cls: Any, buf: bytes, off: int) -> Any:
     answers both with MARSHALLINGERROR)."""
     try:
         record = cls.decode(buf, off)[0]
-    except (JuteError, struct.error):
+    except RECORD_ERRORS:
         return None
     return None if getattr(record, "path", "") is None else record
 
@@ -70,7 +72,7 @@ def py_decode_multi(buf: bytes, off: int, allowed: dict[int, Any]) -> list[tuple
             if getattr(rec, "path", "") is None:
                 return None
             ops.append((op, rec))
-    except (JuteError, struct.error):
+    except RECORD_ERRORS:
         return None
 
 

@@ -29,7 +29,7 @@ from core.opcodes import AddWatchMode, EventType, KeeperState, OpCode, Perm
 from core.ops import fourletter
 from core.ops.stats import DIGEST_LOG_INTERVAL, ServerStats
 from core.requests import (
-    MULTI_OPS, MULTI_READ_OPS, WRITE_REQUESTS, decode_multi, decode_record,
+    MULTI_OPS, MULTI_READ_OPS, RECORD_ERRORS, WRITE_REQUESTS, decode_multi, decode_record,
 )
 from core.records import (
     ACL, AddWatchRequest, AuthPacket, ClientInfo, ConnectRequest, CreateResponse,
@@ -64,7 +64,7 @@ class ZKServer:
     """One member's server: tree, sessions, watches, connections, and the chosen backends."""
 
     # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
-    __slots__ = ("tree", "waiting", "snapshotter", "dirty", "__dict__", "__weakref__")
+    __slots__ = ("tree", "waiting", "snapshotter", "dirty", "config", "stats", "consensus", "__dict__", "__weakref__")
 
     def __init__(self, config: Config, reactor: Any = None,
                  plugin_manager: pluggy.PluginManager | None = None) -> None:
@@ -679,12 +679,19 @@ def _multi_body(results: list[TxnResult]) -> bytes:
     return b"".join(parts)
 
 
-# With the C accelerator, a txn's commit (but for session txns and the txns whose digest is
-# logged) and a write's completion run in C (core.native), reading the server's and the
-# connection's slots; the Python methods stay for the rest, and for the tests.
+# With the C accelerator, a write request's intake (decoded, owed, submitted), a txn's commit
+# (but for session txns and the txns whose digest is logged) and a write's completion run in C
+# (core.native), reading the server's and the connection's slots; the Python methods stay for
+# the rest (reads, read-only sessions...), and for the tests.
+PY_REQUEST = ZKServer.request
+PY_SUBMIT = ZKServer.submit
 PY_COMMIT = ZKServer.commit
 PY_COMPLETE = ServerConnection.complete
 if native.MODULE is not None:
+    ZKServer.request = native.method(native.MODULE.requester(  # type: ignore[method-assign]
+        WRITE_REQUESTS, RECORD_ERRORS, PY_REQUEST))
+    ZKServer.submit = native.method(native.MODULE.submitter(  # type: ignore[method-assign]
+        OwedWrite, ServerConnection, ZKServer, PY_SUBMIT))
     ZKServer.commit = native.method(native.MODULE.committer(  # type: ignore[method-assign]
         Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, PY_COMMIT, write_reply, _SESSION_TXNS,
         DIGEST_LOG_INTERVAL, int(OpCode.setData), int(OpCode.create), int(OpCode.create2), int(OpCode.delete)))

@@ -17,31 +17,34 @@ from hypothesis import given, settings, strategies as st
 from twisted.internet.task import Clock
 
 from core import native
+from core.acl import AccessControl
 from core.config import parse
-from core.connection import OwedWrite, ServerConnection
+from core.connection import OwedWrite, ServerConnection, py_split_frames
 from core.errors import ZKError
 from core.interfaces import Request
 from core.opcodes import OpCode
 from core.ops.stats import DIGEST_LOG_INTERVAL
-from core.prep import _NO_SESSION_CHECK, PY_PREP, Prep, _error_txn
+from core.prep import _NO_SESSION_CHECK, PY_APPLIED, PY_PREP, Prep, _Change, _error_txn
 from core.records import (
     ACL, CheckVersionRequest, CreateRequest, DeleteRequest, Id, MultiHeader, PathRequest, PathWatchRequest,
     RequestHeader, SetDataRequest,
 )
-from core.server import _SESSION_TXNS, PY_COMMIT, PY_COMPLETE, ZKServer
+from core.requests import RECORD_ERRORS, WRITE_REQUESTS
+from core.server import _SESSION_TXNS, PY_COMMIT, PY_COMPLETE, PY_REQUEST, PY_SUBMIT, ZKServer
 from core.sessions import Session, SessionTracker
 from core.snapshotter import Snapshotter
 from core.storage_thread import StorageThread
 from core.tree import PY_APPLY, DataTree, TxnResult
 from core.txn import Txn
-from tests.inprocess import Client, started
+from tests.inprocess import Client, HeldStorage, started
 
 needs_native = pytest.mark.skipif(native.MODULE is None, reason="the C accelerator is not built (or switched off)")
 
-_PIPELINE = [(Prep, "prep", PY_PREP), (DataTree, "apply", PY_APPLY), (ZKServer, "commit", PY_COMMIT),
+_PIPELINE = [(ZKServer, "request", PY_REQUEST), (ZKServer, "submit", PY_SUBMIT), (Prep, "prep", PY_PREP),
+             (Prep, "applied", PY_APPLIED), (DataTree, "apply", PY_APPLY), (ZKServer, "commit", PY_COMMIT),
              (ServerConnection, "complete", PY_COMPLETE)]
 _PATHS = ["/a", "/a/b", "/b", "/c", "/a/b/c"]
-_ODD_PATHS = ["", "bad", "/zookeeper", "/a/", "/zookeeper/quota"]
+_ODD_PATHS = ["", "bad", "/zookeeper", "/a/", "/zookeeper/quota", None]
 _OPEN = [ACL(31, Id("world", "anyone"))]
 _READ_ONLY = [ACL(1, Id("world", "anyone"))]
 
@@ -75,6 +78,17 @@ def _server(data_dir: Path, snap_count: int = 100000) -> tuple[ZKServer, Clock, 
     return server, clock, clients
 
 
+@needs_native
+@settings(max_examples=300)
+@given(frames=st.lists(st.binary(max_size=12), max_size=4), lengths=st.lists(st.integers(-3, 14), max_size=3),
+       tail=st.binary(max_size=5), limit=st.integers(0, 12))
+def test_frames_are_split_in_c_as_in_python(frames: list[bytes], lengths: list[int], tail: bytes, limit: int) -> None:
+    buf = b"".join(struct.pack(">i", len(f)) + f for f in frames)
+    buf += b"".join(struct.pack(">i", n) for n in lengths) + tail
+    assert native.MODULE is not None
+    assert native.MODULE.split_frames(buf, limit) == py_split_frames(buf, limit)
+
+
 def _frame(xid: int, op: int, record: Any) -> bytes:
     body = RequestHeader(xid, op).encode() + (type(record).encode(record) if record is not None else b"")
     return struct.pack(">i", len(body)) + body
@@ -104,32 +118,57 @@ _request = st.one_of(
     st.tuples(st.just(OpCode.multi), st.lists(_sub_op, min_size=1, max_size=3)),
     st.tuples(st.just(OpCode.sync), st.builds(PathRequest, _path)),
 )
-# batches of pipelined requests, each from one of two sessions, sent in one read
-_batches = st.lists(st.tuples(st.integers(0, 1), st.lists(_request, min_size=1, max_size=6)), min_size=1, max_size=8)
+# batches of pipelined requests, each from one of two sessions, sent in one read; then how many
+# store calls complete (the rest wait, so that requests are prepped while earlier txns are pending)
+_batches = st.lists(st.tuples(st.integers(0, 1), st.lists(_request, min_size=1, max_size=6), st.integers(0, 2)),
+                    min_size=1, max_size=8)
 
 
-def _serve(batches: list[tuple[int, list[tuple[int, Any]]]], tmp: Path) -> tuple[list[bytes], Any]:
+def _turn(clock: Clock) -> None:
+    for _ in range(5):  # the commits, and the snapshot's slices
+        clock.advance(0)
+
+
+def _serve(batches: list[tuple[int, list[tuple[int, Any]], int]], tmp: Path) -> tuple[list[bytes], Any]:
     """Every byte each client received; after the batches, the tree's nodes and digest, the log,
     the zxids of the snapshots taken (one every few txns: the snapshotter's count is kept in C
-    until one is due) and how many replies were timed."""
+    until one is due), how many replies were timed, and the requests the consensus was handed."""
     server, clock, clients = _server(tmp, snap_count=6)
+    submitted: list[tuple[Any, ...]] = []  # what the consensus was handed
+    submit = server.consensus.submit
+
+    def recording(request: Request) -> None:
+        submitted.append((request.session_id, request.cxid, request.type, request.record, request.raw,
+                          tuple(request.auth)))
+        submit(request)
+
+    server.consensus.submit = recording  # type: ignore[method-assign]
+    held = server.storage = HeldStorage(lambda args: None)
     received = [b"", b""]
     xid = 0
-    for who, requests in batches:
+    for who, requests, releases in batches:
         frames = []
         for op, record in requests:
             xid += 1
             frames.append(_multi_frame(xid, record) if op == OpCode.multi else _frame(xid, op, record))
         clients[who].conn.dataReceived(b"".join(frames))
-        for _ in range(5):  # the commits, and the snapshot's slices
-            clock.advance(0)
+        _turn(clock)
+        for _ in range(min(releases, len(held.held))):
+            held.release()
+            _turn(clock)
+    for _ in range(100):
+        if not held.held:
+            break
+        held.release()
+        _turn(clock)
+    assert not held.held
     for i, c in enumerate(clients):
         received[i] = c.transport.value()
     tree = server.tree
     nodes = sorted((p, n.data, n.acl, n.stat_bytes(), sorted(n.children)) for p, n in tree.nodes.items())
     log = list(server.store.read_from(0))
     return received, (nodes, tree.digest, tree.last_zxid, log, sorted(server.store._snapshots),
-                      server.stats.latency.count)
+                      server.stats.latency.count, submitted)
 
 
 @needs_native
@@ -146,12 +185,21 @@ def _handed_to_python(*args: Any) -> Any:
     raise AssertionError("handed to the Python method")
 
 
+def _writes_only(server: ZKServer, conn: ServerConnection, frame: bytes) -> None:
+    """ZKServer.request for the reads of the plain test; a write must not come here."""
+    assert struct.unpack_from(">i", frame, 4)[0] == OpCode.getData
+    PY_REQUEST(server, conn, frame)
+
+
 @needs_native
 def test_a_plain_write_runs_its_pipeline_without_the_python_methods(tmp_path: Path) -> None:
     assert native.MODULE is not None
     m = native.MODULE
     server, clock, (client, _) = _server(tmp_path)
     plain = [(cls, name, native.method(f)) for cls, name, f in [
+        (ZKServer, "request", m.requester(WRITE_REQUESTS, RECORD_ERRORS, _writes_only)),
+        (ZKServer, "submit", m.submitter(OwedWrite, ServerConnection, ZKServer, _handed_to_python)),
+        (Prep, "applied", m.applier(Prep, _Change, _handed_to_python)),
         (Prep, "prep", m.prepper(Request, Txn, Prep, SessionTracker, Session,
                                  _NO_SESSION_CHECK | {OpCode.multi, OpCode.check}, _handed_to_python, ZKError,
                                  _error_txn)),
@@ -177,3 +225,22 @@ def test_a_plain_write_runs_its_pipeline_without_the_python_methods(tmp_path: Pa
     assert replies[3][1][:8] == b"\x00\x00\x00\x04/a/b" and len(replies[3][1]) == 8 + 68  # Create2Response
     assert server.tree.nodes["/a"].data == b"yz" and "/a/b" not in server.tree.nodes
     assert server.tree.last_zxid == replies[4][0].zxid
+
+
+@needs_native
+@settings(max_examples=300)
+@given(changes=st.lists(st.tuples(st.integers(1, 4), st.sampled_from(["/a", "/b", "/c"])), max_size=8),
+       upto=st.integers(0, 30))
+def test_applied_changes_are_forgotten_in_c_as_in_python(changes: list[tuple[int, str]], upto: int) -> None:
+    preps = [Prep(DataTree(), AccessControl({}), SessionTracker(1, 2000, 0), False, lambda: 0) for _ in range(2)]
+    for prep in preps:
+        zxid = 0
+        for step, path in changes:
+            zxid += step
+            prep._add(_Change(zxid, path, True, 0, 0, 0, 0, (), 0))
+    assert Prep.applied is not PY_APPLIED
+    preps[0].applied(upto)
+    PY_APPLIED(preps[1], upto)
+    by_c, by_python = ((sorted((path, ch.zxid) for path, ch in p._pending.items()),
+                        [(ch.zxid, ch.path) for ch in p._order]) for p in preps)
+    assert by_c == by_python
