@@ -2666,8 +2666,8 @@ enum { W_REPLY, W_T, W_CONN, W_TYPE, W_COUNT };
 static const char *const owed_fields[W_COUNT] = {"reply", "t", "conn", "type"};
 enum { RQ_TYPE, RQ_SESSION, RQ_CXID, RQ_RECORD, RQ_COUNT };
 static const char *const request_fields[RQ_COUNT] = {"type", "session_id", "cxid", "record"};
-enum { TR_ERR, TR_PATH, TR_STAT, TR_COUNT };
-static const char *const result_fields[TR_COUNT] = {"err", "path", "stat_bytes"};
+enum { TR_ERR, TR_PATH, TR_STAT, TR_MULTI, TR_TYPE, TR_COUNT };
+static const char *const result_fields[TR_COUNT] = {"err", "path", "stat_bytes", "multi", "type"};
 
 static PyObject *str_popleft, *str_apply, *str_complete, *str_submit;
 
@@ -2811,10 +2811,12 @@ tree_applier(PyObject *module, PyObject *args)
 
 /* commit(server, txn) for core.server's ZKServer.commit, for a Txn that is not a session's and
  * whose zxid is not a digest-logging one (else the Python method): the tree applies it, the
- * snapshotter counts it, and the write waiting for it gets its reply, made here for setData,
- * create, create2 and delete (by the Python `reply` function for the rest). */
+ * snapshotter counts it, and the write waiting for it gets its reply, made here as
+ * core.server's write_reply makes it (by write_reply itself for anything out of the common run). */
 enum { CM_TXN, CM_TXN_OFFSETS, CM_OWED, CM_RESULT, CM_SERVER, CM_SNAPSHOTTER, CM_PY, CM_REPLY,
-       CM_SESSION_TYPES, CM_DIGEST_INTERVAL, CM_SET_DATA, CM_CREATE, CM_CREATE2, CM_DELETE, CM_COUNT };
+       CM_SESSION_TYPES, CM_DIGEST_INTERVAL, CM_BODIES, CM_MULTI_HEADERS, CM_MULTI, CM_MULTI_END, CM_COUNT };
+/* what a response body holds (core.server's RESPONSE_BODIES) */
+enum { BODY_NONE, BODY_STAT, BODY_PATH, BODY_PATH_STAT };
 
 /* Snapshotter.txn_logged: the count raised in place while no snapshot is due, else the method. */
 static int
@@ -2841,39 +2843,130 @@ count_logged(PyObject *snapshotter, const Layout *l)
     return r;
 }
 
-/* The reply frame for `txn` and its `result`, to a write of type `op`, made here for a plain op;
- * NULL without an exception when the Python `reply` function must make it. */
+/* A successful result's response body, as parts: the created path's UTF-8 and the Stat bytes
+ * (each NULL when the body of `op` has none). */
+typedef struct {
+    const char *path;
+    Py_ssize_t plen;
+    PyObject *stat;  /* borrowed */
+} Body;
+
+/* The size of the response body of `res` (a TxnResult) to an op of type `op`, its parts in `b`;
+ * -1 without an exception when the Python code must make it. */
+static Py_ssize_t
+body_of(PyObject *bodies, const Layout *r, PyObject *op, PyObject *res, Body *b)
+{
+    b->path = NULL;
+    b->stat = NULL;
+    b->plen = 0;
+    PyObject *k = PyDict_GetItemWithError(bodies, op);
+    int64_t kind = BODY_NONE;
+    if ((k == NULL && PyErr_Occurred()) || (k != NULL && !as_int64(k, BODY_STAT, BODY_PATH_STAT, &kind)))
+        return -1;
+    Py_ssize_t size = 0;
+    if (kind == BODY_PATH || kind == BODY_PATH_STAT) {
+        PyObject *p = SLOT(res, r->off[TR_PATH]);
+        if (p == NULL || !PyUnicode_CheckExact(p) || (b->path = PyUnicode_AsUTF8AndSize(p, &b->plen)) == NULL)
+            return -1;  /* lone surrogates: the Python record encodes them */
+        size += 4 + b->plen;
+    }
+    if (kind == BODY_STAT || kind == BODY_PATH_STAT) {
+        b->stat = SLOT(res, r->off[TR_STAT]);
+        if (b->stat == NULL || !PyBytes_CheckExact(b->stat))
+            return -1;
+        size += PyBytes_GET_SIZE(b->stat);
+    }
+    return size;
+}
+
+static unsigned char *
+put_body(unsigned char *p, const Body *b)
+{
+    if (b->path != NULL) {
+        put32(p, (uint32_t)b->plen);
+        memcpy(p + 4, b->path, b->plen);
+        p += 4 + b->plen;
+    }
+    if (b->stat != NULL) {
+        memcpy(p, PyBytes_AS_STRING(b->stat), PyBytes_GET_SIZE(b->stat));
+        p += PyBytes_GET_SIZE(b->stat);
+    }
+    return p;
+}
+
+/* A MultiHeader (type, done, err) and, for an error entry, its ErrorResponse. */
+static unsigned char *
+put_multi_error(unsigned char *p, int32_t err)
+{
+    put32(p, (uint32_t)-1);
+    p[4] = 0;
+    put32(p + 5, (uint32_t)err);
+    put32(p + 9, (uint32_t)err);
+    return p + 13;
+}
+
+/* The sub-results of a multi's result, checked: a list of TxnResults whose err and type are in
+ * range and whose header is known; `*failed` whether any err is not 0. NULL (no exception) when
+ * the Python code must answer. */
 static PyObject *
-plain_reply(PyObject *spec, int64_t op, PyObject *txn, PyObject *result)
+multi_results(PyObject *spec, const Layout *r, PyObject *res, int *failed)
+{
+    PyObject *subs = SLOT(res, r->off[TR_MULTI]);
+    if (subs == NULL || !PyList_CheckExact(subs))
+        return NULL;
+    *failed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subs); i++) {
+        PyObject *sub = PyList_GET_ITEM(subs, i);
+        int64_t err, type;
+        if (!Py_IS_TYPE(sub, r->type) || !as_int64(SLOT(sub, r->off[TR_ERR]), INT32_MIN, INT32_MAX, &err)
+                || !as_int64(SLOT(sub, r->off[TR_TYPE]), INT32_MIN, INT32_MAX, &type))
+            return NULL;
+        *failed |= err != 0;
+    }
+    return subs;
+}
+
+/* The reply frame for `txn` and its `result`, to a write of type `op`; NULL without an
+ * exception when the Python write_reply must make it. */
+static PyObject *
+reply_of(PyObject *spec, PyObject *op, PyObject *txn, PyObject *result)
 {
     const Py_ssize_t *toff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, CM_TXN_OFFSETS));
     Layout r = layout_at(spec, CM_RESULT, result_fields);
-    int64_t cxid, zxid, err, set_data, create, create2, delete;
+    PyObject *bodies = PyTuple_GET_ITEM(spec, CM_BODIES), *headers = PyTuple_GET_ITEM(spec, CM_MULTI_HEADERS);
+    PyObject *end = PyTuple_GET_ITEM(spec, CM_MULTI_END);
+    int64_t cxid, zxid, err, multi;
     if (!Py_IS_TYPE(result, r.type) || !as_int64(SLOT(txn, toff[TX_CXID]), INT32_MIN, INT32_MAX, &cxid)
             || !as_int64(SLOT(txn, toff[TX_ZXID]), INT64_MIN, INT64_MAX, &zxid)
             || !as_int64(SLOT(result, r.off[TR_ERR]), INT32_MIN, INT32_MAX, &err)
-            || !as_int64(PyTuple_GET_ITEM(spec, CM_SET_DATA), 0, INT32_MAX, &set_data)
-            || !as_int64(PyTuple_GET_ITEM(spec, CM_CREATE), 0, INT32_MAX, &create)
-            || !as_int64(PyTuple_GET_ITEM(spec, CM_CREATE2), 0, INT32_MAX, &create2)
-            || !as_int64(PyTuple_GET_ITEM(spec, CM_DELETE), 0, INT32_MAX, &delete))
+            || !as_int64(PyTuple_GET_ITEM(spec, CM_MULTI), INT32_MIN, INT32_MAX, &multi) || !PyBytes_CheckExact(end))
         return NULL;
-    const char *path = NULL;
-    Py_ssize_t plen = 0, size = 20;
-    PyObject *stat = NULL;
-    if (!err) {
-        if (op == create || op == create2) {
-            PyObject *p = SLOT(result, r.off[TR_PATH]);
-            if (p == NULL || !PyUnicode_CheckExact(p) || (path = PyUnicode_AsUTF8AndSize(p, &plen)) == NULL)
-                return NULL;  /* lone surrogates: the Python record encodes them */
-            size += 4 + plen;
-        }
-        if (op == set_data || op == create2) {
-            stat = SLOT(result, r.off[TR_STAT]);
-            if (stat == NULL || !PyBytes_CheckExact(stat))
-                return NULL;
-            size += PyBytes_GET_SIZE(stat);
-        } else if (op != create && op != delete)
+    int is_multi = !err && PyLong_CheckExact(op) && PyLong_AsLongLong(op) == multi;
+    Body body = {NULL, 0, NULL};
+    PyObject *subs = NULL;
+    int failed = 0;
+    Py_ssize_t size = 20;
+    if (is_multi) {
+        if ((subs = multi_results(spec, &r, result, &failed)) == NULL)
             return NULL;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subs); i++) {
+            PyObject *sub = PyList_GET_ITEM(subs, i), *type = SLOT(sub, r.off[TR_TYPE]);
+            if (failed) {
+                size += 13;
+                continue;
+            }
+            PyObject *header = PyDict_GetItemWithError(headers, type);
+            Py_ssize_t n = header == NULL || !PyBytes_CheckExact(header) ? -1 : body_of(bodies, &r, type, sub, &body);
+            if (n < 0)
+                return NULL;
+            size += PyBytes_GET_SIZE(header) + n;
+        }
+        size += PyBytes_GET_SIZE(end);
+    } else if (!err) {
+        Py_ssize_t n = body_of(bodies, &r, op, result, &body);
+        if (n < 0)
+            return NULL;
+        size += n;
     }
     PyObject *frame = PyBytes_FromStringAndSize(NULL, size);
     if (frame == NULL)
@@ -2884,13 +2977,22 @@ plain_reply(PyObject *spec, int64_t op, PyObject *txn, PyObject *result)
     put64(p + 8, (uint64_t)zxid);
     put32(p + 16, (uint32_t)err);
     p += 20;
-    if (path != NULL) {
-        put32(p, (uint32_t)plen);
-        memcpy(p + 4, path, plen);
-        p += 4 + plen;
-    }
-    if (stat != NULL)
-        memcpy(p, PyBytes_AS_STRING(stat), PyBytes_GET_SIZE(stat));
+    if (is_multi) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subs); i++) {
+            PyObject *sub = PyList_GET_ITEM(subs, i), *type = SLOT(sub, r.off[TR_TYPE]);
+            if (failed) {
+                p = put_multi_error(p, (int32_t)PyLong_AsLong(SLOT(sub, r.off[TR_ERR])));
+                continue;
+            }
+            PyObject *header = PyDict_GetItem(headers, type);  /* found above */
+            memcpy(p, PyBytes_AS_STRING(header), PyBytes_GET_SIZE(header));
+            p += PyBytes_GET_SIZE(header);
+            body_of(bodies, &r, type, sub, &body);
+            p = put_body(p, &body);
+        }
+        memcpy(p, PyBytes_AS_STRING(end), PyBytes_GET_SIZE(end));
+    } else if (!err)
+        put_body(p, &body);
     return frame;
 }
 
@@ -2934,9 +3036,8 @@ commit(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     if (PyDict_DelItem(waiting, key) < 0)
         goto done;
     PyObject *op = Py_IS_TYPE(write, w.type) ? SLOT(write, w.off[W_TYPE]) : NULL;
-    int64_t op_code;
-    if (op != NULL && as_int64(op, INT32_MIN, INT32_MAX, &op_code))
-        reply = plain_reply(spec, op_code, txn, result);
+    if (op != NULL)
+        reply = reply_of(spec, op, txn, result);
     if (reply == NULL) {
         PyErr_Clear();
         PyObject *op_v = op != NULL ? Py_NewRef(op) : PyObject_GetAttrString(write, "type");
@@ -2968,23 +3069,22 @@ done:
 static PyMethodDef commit_def = {"commit", (PyCFunction)(void (*)(void))commit, METH_FASTCALL,
                                  "commit(server, txn): apply a committed txn, complete its reply."};
 
-/* committer(Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, py_commit, reply, session_types,
- *           digest_interval, set_data, create, create2, delete) -> commit */
+/* committer(Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, py_commit, write_reply, session_types,
+ *           digest_interval, response_bodies, multi_ok_headers, multi_type, multi_end) -> commit */
 static PyObject *
 committer(PyObject *module, PyObject *args)
 {
-    PyObject *txn, *owed, *result, *server, *snapshotter, *py, *reply, *sessions, *every, *set_data, *create,
-        *create2, *delete;
+    PyObject *txn, *owed, *result, *server, *snapshotter, *py, *reply, *sessions, *every, *bodies, *headers, *multi,
+        *end;
     if (!PyArg_ParseTuple(args, "O!O!O!O!O!OOO!O!O!O!O!O!:committer", &PyType_Type, &txn, &PyType_Type, &owed,
                           &PyType_Type, &result, &PyType_Type, &server, &PyType_Type, &snapshotter, &py, &reply,
-                          &PyFrozenSet_Type, &sessions, &PyLong_Type, &every, &PyLong_Type, &set_data,
-                          &PyLong_Type, &create, &PyLong_Type, &create2, &PyLong_Type, &delete))
+                          &PyFrozenSet_Type, &sessions, &PyLong_Type, &every, &PyDict_Type, &bodies,
+                          &PyDict_Type, &headers, &PyLong_Type, &multi, &PyBytes_Type, &end))
         return NULL;
     return function_of(&commit_def, Py_BuildValue(
         "(ONNNNNOOOOOOOO)", txn, slot_offsets(txn, txn_slots, TX_COUNT), layout(owed, owed_fields, W_COUNT),
         layout(result, result_fields, TR_COUNT), layout(server, server_fields, SV_COUNT),
-        layout(snapshotter, snapshotter_fields, SN_COUNT), py, reply, sessions, every, set_data, create, create2,
-        delete));
+        layout(snapshotter, snapshotter_fields, SN_COUNT), py, reply, sessions, every, bodies, headers, multi, end));
 }
 
 /* prep(prep, request, zxid) for core.prep's Prep.prep, for a Request (an OwedWrite among them)
@@ -3434,8 +3534,8 @@ static PyMethodDef module_methods[] = {
      "completer(OwedWrite, ServerConnection, ZKServer, py_complete) -> complete(conn, write, reply)."},
     {"tree_applier", tree_applier, METH_VARARGS, "tree_applier(Txn, DataTree, py_apply) -> apply(tree, txn)."},
     {"committer", committer, METH_VARARGS,
-     "committer(Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, py_commit, reply, session_types, digest_interval, "
-     "set_data, create, create2, delete) -> commit(server, txn)."},
+     "committer(Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, py_commit, write_reply, session_types, "
+     "digest_interval, response_bodies, multi_ok_headers, multi_type, multi_end) -> commit(server, txn)."},
     {"prepper", prepper, METH_VARARGS,
      "prepper(Request, Txn, Prep, SessionTracker, Session, slow_types, py_prep, ZKError, error_txn) "
      "-> prep(prep, request, zxid)."},

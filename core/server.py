@@ -51,11 +51,16 @@ log = Logger()
 _HDR = struct.Struct(">ii")
 _MULTI_END = MultiHeader.encode(MultiHeader(-1, True, -1))
 # members compared with per request, bound once (see core.opcodes)
-_MULTI, _CREATE, _READ = OpCode.multi, OpCode.create, Perm.READ
+_MULTI, _READ = OpCode.multi, Perm.READ
 _SESSION_TXNS = frozenset((OpCode.createSession, OpCode.closeSession))
-_STAT_REPLIES = frozenset((OpCode.setData, OpCode.setACL))
 # creates whose response carries the Stat (Create2Response), in a multi too
 CREATE2_LIKE = frozenset({OpCode.create2, OpCode.createContainer, OpCode.createTTL})
+# What a successful write's response holds, by op (a multi's sub-results too): the Stat
+# (SetDataResponse, SetACLResponse), the created path (CreateResponse), or both
+# (Create2Response); an op not here answers with nothing (delete, check).
+BODY_STAT, BODY_PATH, BODY_PATH_STAT = 1, 2, 3
+RESPONSE_BODIES: dict[int, int] = {OpCode.setData: BODY_STAT, OpCode.setACL: BODY_STAT, OpCode.create: BODY_PATH,
+                                   **dict.fromkeys(CREATE2_LIKE, BODY_PATH_STAT)}
 # the MultiHeader of a multi's successful result, by the sub-txn's type (creates answer as create2)
 _MULTI_OK_HEADERS: dict[int, bytes] = {
     t: MultiHeader(OpCode.create2 if t in CREATE2_LIKE else t, False, 0).encode() for t in OpCode}
@@ -652,15 +657,17 @@ def write_reply(op: int, txn: Txn, result: TxnResult) -> bytes:
 
 def _response_body(op: int, r: TxnResult) -> bytes:
     """The response record of a write that succeeded (empty for delete and check)."""
-    if op in _STAT_REPLIES:
+    kind = RESPONSE_BODIES.get(op)
+    if kind is None:
+        return b""
+    if kind == BODY_STAT:
         assert r.stat_bytes is not None
-        return r.stat_bytes  # SetDataResponse / SetACLResponse: the Stat alone
-    if op == _CREATE:
-        return CreateResponse(r.path).encode()
-    if op in CREATE2_LIKE:
-        assert r.stat_bytes is not None
-        return CreateResponse(r.path).encode() + r.stat_bytes  # Create2Response: path, Stat
-    return b""
+        return r.stat_bytes
+    path = CreateResponse(r.path).encode()
+    if kind == BODY_PATH:
+        return path
+    assert r.stat_bytes is not None
+    return path + r.stat_bytes
 
 
 def _multi_body(results: list[TxnResult]) -> bytes:
@@ -694,6 +701,6 @@ if native.MODULE is not None:
         OwedWrite, ServerConnection, ZKServer, PY_SUBMIT))
     ZKServer.commit = native.method(native.MODULE.committer(  # type: ignore[method-assign]
         Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, PY_COMMIT, write_reply, _SESSION_TXNS,
-        DIGEST_LOG_INTERVAL, int(OpCode.setData), int(OpCode.create), int(OpCode.create2), int(OpCode.delete)))
+        DIGEST_LOG_INTERVAL, RESPONSE_BODIES, _MULTI_OK_HEADERS, int(_MULTI), _MULTI_END))
     ServerConnection.complete = native.method(  # type: ignore[method-assign]
         native.MODULE.completer(OwedWrite, ServerConnection, ZKServer, PY_COMPLETE))

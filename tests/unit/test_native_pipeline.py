@@ -30,7 +30,9 @@ from core.records import (
     RequestHeader, SetDataRequest,
 )
 from core.requests import RECORD_ERRORS, WRITE_REQUESTS
-from core.server import _SESSION_TXNS, PY_COMMIT, PY_COMPLETE, PY_REQUEST, PY_SUBMIT, ZKServer
+from core.server import (
+    _MULTI_END, _MULTI_OK_HEADERS, _SESSION_TXNS, PY_COMMIT, PY_COMPLETE, PY_REQUEST, PY_SUBMIT, RESPONSE_BODIES, ZKServer,
+)
 from core.sessions import Session, SessionTracker
 from core.snapshotter import Snapshotter
 from core.storage_thread import StorageThread
@@ -185,10 +187,16 @@ def _handed_to_python(*args: Any) -> Any:
     raise AssertionError("handed to the Python method")
 
 
-def _writes_only(server: ZKServer, conn: ServerConnection, frame: bytes) -> None:
-    """ZKServer.request for the reads of the plain test; a write must not come here."""
-    assert struct.unpack_from(">i", frame, 4)[0] == OpCode.getData
+def _not_plain_writes(server: ZKServer, conn: ServerConnection, frame: bytes) -> None:
+    """ZKServer.request for the plain test's read and multi; its other writes must not come here."""
+    assert struct.unpack_from(">i", frame, 4)[0] in (OpCode.getData, OpCode.multi)
     PY_REQUEST(server, conn, frame)
+
+
+def _multi_only(prep: Prep, request: Request, zxid: int) -> Any:
+    """Prep.prep for the plain test's multi (its sub-ops are prepped by the Python method)."""
+    assert request.type == OpCode.multi
+    return PY_PREP(prep, request, zxid)
 
 
 @needs_native
@@ -197,17 +205,16 @@ def test_a_plain_write_runs_its_pipeline_without_the_python_methods(tmp_path: Pa
     m = native.MODULE
     server, clock, (client, _) = _server(tmp_path)
     plain = [(cls, name, native.method(f)) for cls, name, f in [
-        (ZKServer, "request", m.requester(WRITE_REQUESTS, RECORD_ERRORS, _writes_only)),
+        (ZKServer, "request", m.requester(WRITE_REQUESTS, RECORD_ERRORS, _not_plain_writes)),
         (ZKServer, "submit", m.submitter(OwedWrite, ServerConnection, ZKServer, _handed_to_python)),
         (Prep, "applied", m.applier(Prep, _Change, _handed_to_python)),
         (Prep, "prep", m.prepper(Request, Txn, Prep, SessionTracker, Session,
-                                 _NO_SESSION_CHECK | {OpCode.multi, OpCode.check}, _handed_to_python, ZKError,
+                                 _NO_SESSION_CHECK | {OpCode.multi, OpCode.check}, _multi_only, ZKError,
                                  _error_txn)),
         (DataTree, "apply", m.tree_applier(Txn, DataTree, _handed_to_python)),
         (ZKServer, "commit", m.committer(Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, _handed_to_python,
-                                         _handed_to_python, _SESSION_TXNS, DIGEST_LOG_INTERVAL,
-                                         int(OpCode.setData), int(OpCode.create), int(OpCode.create2),
-                                         int(OpCode.delete))),
+                                         _handed_to_python, _SESSION_TXNS, DIGEST_LOG_INTERVAL, RESPONSE_BODIES,
+                                         _MULTI_OK_HEADERS, int(OpCode.multi), _MULTI_END)),
         (ServerConnection, "complete", m.completer(OwedWrite, ServerConnection, ZKServer, _handed_to_python)),
     ]]
     with pipeline(plain):
@@ -215,16 +222,20 @@ def test_a_plain_write_runs_its_pipeline_without_the_python_methods(tmp_path: Pa
                   _frame(2, OpCode.getData, PathWatchRequest("/a", False)),
                   _frame(3, OpCode.setData, SetDataRequest("/a", b"yz", 0)),
                   _frame(4, OpCode.create2, CreateRequest("/a/b", b"", _OPEN, 0)),
-                  _frame(5, OpCode.delete, DeleteRequest("/a/b", -1))]
+                  _frame(5, OpCode.delete, DeleteRequest("/a/b", -1)),
+                  _multi_frame(6, [(OpCode.create, CreateRequest("/m", b"", _OPEN, 0)),
+                                   (OpCode.setData, SetDataRequest("/m", b"v", -1))])]
         client.conn.dataReceived(b"".join(frames))
         clock.advance(0)
     replies = client.replies()
-    assert [(h.xid, h.err) for h, _ in replies] == [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]
+    assert [(h.xid, h.err) for h, _ in replies] == [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0)]
     assert replies[0][1] == b"\x00\x00\x00\x02/a"  # CreateResponse
     assert replies[1][1][:5] == b"\x00\x00\x00\x01x"  # the read waited for the create
     assert replies[3][1][:8] == b"\x00\x00\x00\x04/a/b" and len(replies[3][1]) == 8 + 68  # Create2Response
     assert server.tree.nodes["/a"].data == b"yz" and "/a/b" not in server.tree.nodes
-    assert server.tree.last_zxid == replies[4][0].zxid
+    assert replies[5][1][:15] == _MULTI_OK_HEADERS[OpCode.create] + b"\x00\x00\x00\x02/m"
+    assert replies[5][1][-9:] == _MULTI_END and len(replies[5][1]) == 15 + 9 + 68 + 9
+    assert server.tree.last_zxid == replies[5][0].zxid
 
 
 @needs_native
