@@ -8,11 +8,17 @@ writes in order, so a crash loses at most a suffix of them.
 
 Keys (zxids as 8 bytes big-endian, so byte order is zxid order) and the rules kept here:
 
-``log/<zxid>`` -> CRC32 (4 bytes, big-endian) + the txn's bytes
-    One key per txn; a batch is one WriteBatch, one sync. The CRC covers the key and the txn's
-    bytes. A record whose CRC does not match ends ``read_from`` (logged, never returned); such
-    records at the log's tail are deleted by ``open`` (logged), so ``last_zxid`` and the next
-    append continue from the last good txn.
+``batch/<zxid>`` -> CRC32 (4 bytes, big-endian) + the txns of one append (plugins.txn_batches)
+    One key per appended batch, under its last zxid: one WriteBatch, one sync, and for RocksDB
+    one record to write, flush and compact per group commit rather than per txn. The CRC covers
+    the key and the record. A record whose CRC does not match ends ``read_from`` (logged, never
+    returned); such records at the log's tail are deleted by ``open`` (logged), so
+    ``last_zxid`` and the next append continue from the last good txn. ``truncate_after``
+    rewrites the batch it cuts in two under its new last zxid.
+``log/<zxid>`` -> CRC32 (4 bytes, big-endian) + one txn's bytes
+    The log as stores made before batches keep it (one key per txn, the CRC over the key and
+    the txn's bytes): read, truncated and purged as the batches are, never written. Every zxid
+    in it is below the batches', so the log reads on from it into them.
 ``snap/<zxid><seq: 4 bytes>`` -> a chunk of the snapshot at zxid, as the caller gave it
     Written one key at a time, without a sync, so a snapshot never sits whole in memory here.
 ``snapdone/<zxid>`` -> size (8 bytes) + CRC32 (4) + chunk count (4) of the whole snapshot
@@ -34,6 +40,7 @@ from twisted.logger import Logger
 
 from core.interfaces import StoreError, StoreInfo
 from plugins import claim_store_dir, separate_log_dir
+from plugins.txn_batches import decode_batch, encode_batch
 
 if TYPE_CHECKING:
     from core.config import Config
@@ -46,7 +53,7 @@ _SEQ = struct.Struct(">I")
 _CRC = struct.Struct(">I")
 _HEAD = struct.Struct(">QII")  # snapdone/ value: size, crc, chunk count
 
-LOG, CHUNK, DONE, META = b"log/", b"snap/", b"snapdone/", b"meta/"
+LOG, BATCH, CHUNK, DONE, META = b"log/", b"batch/", b"snap/", b"snapdone/", b"meta/"
 
 
 def _end(prefix: bytes) -> bytes:
@@ -62,10 +69,32 @@ def _zxid(key: bytes, prefix: bytes) -> int:
     return _ZXID.unpack_from(key, len(prefix))[0]
 
 
+def _key_zxid(key: bytes) -> int:
+    """The zxid of a log record's key (a batch's: its last txn's)."""
+    return _zxid(key, BATCH if key.startswith(BATCH) else LOG)
+
+
 def _valid(key: bytes, value: bytes) -> bool:
     """Whether a log record's CRC matches its key and bytes."""
     return len(value) >= _CRC.size and _CRC.unpack_from(value)[0] == zlib.crc32(
         memoryview(value)[_CRC.size:], zlib.crc32(key))
+
+
+def _record(key: bytes, body: bytes) -> bytes:
+    """A log record's value: the CRC of `key` and `body`, then `body`."""
+    return _CRC.pack(zlib.crc32(body, zlib.crc32(key))) + body
+
+
+def _txns(key: bytes, value: bytes) -> list[tuple[int, bytes]] | None:
+    """The txns of a log record (a batch/ or a log/ key's), or None when it is corrupt."""
+    if not _valid(key, value):
+        return None
+    if key.startswith(LOG):
+        return [(_zxid(key, LOG), value[_CRC.size:])]
+    try:
+        return decode_batch(value, _CRC.size)
+    except struct.error:
+        return None
 
 
 class RocksStore:
@@ -100,15 +129,20 @@ class RocksStore:
         self._last = self._drop_corrupt_tail()
 
     def _drop_corrupt_tail(self) -> int:
-        """Delete corrupt records at the log's end; return the last good zxid (0 if none)."""
+        """Delete corrupt records at the log's end (batches, then the log before batches when
+        none is left); return the last good zxid (0 if none)."""
         db = self._opened()
         dropped = []
+        last = 0
         it = db.iter()
-        it.seek_for_prev(_end(LOG))
-        while it.valid() and it.key().startswith(LOG) and not _valid(it.key(), it.value()):
-            dropped.append(it.key())
-            it.prev()
-        last = _zxid(it.key(), LOG) if it.valid() and it.key().startswith(LOG) else 0
+        for prefix in (BATCH, LOG):
+            it.seek_for_prev(_end(prefix))
+            while it.valid() and it.key().startswith(prefix) and _txns(it.key(), it.value()) is None:
+                dropped.append(it.key())
+                it.prev()
+            if it.valid() and it.key().startswith(prefix):
+                last = _zxid(it.key(), prefix)
+                break
         del it
         if dropped:
             batch = WriteBatch(raw_mode=True)
@@ -117,7 +151,7 @@ class RocksStore:
             self._write(batch)
             log.warn("{path}: dropped {count} corrupt record(s) at the log's tail, "
                      "zxids {first:#x}-{last:#x}", path=self._path, count=len(dropped),
-                     first=_zxid(dropped[-1], LOG), last=_zxid(dropped[0], LOG))
+                     first=_key_zxid(dropped[-1]), last=_key_zxid(dropped[0]))
         return last
 
     def close(self) -> None:
@@ -151,45 +185,65 @@ class RocksStore:
     # -- the log ------------------------------------------------------------------------------
 
     def append(self, txns: Sequence[tuple[int, bytes]]) -> None:
-        """Write the batch as one WriteBatch of one key per txn (one sync)."""
+        """Write the batch as one record under its last zxid (one sync)."""
         if not txns:
             return
         if txns[0][0] <= self._last:
             raise ValueError(f"zxid {txns[0][0]:#x} is not above the last, {self._last:#x}")
+        key = _key(BATCH, txns[-1][0])
         batch = WriteBatch(raw_mode=True)
-        for zxid, payload in txns:
-            key = LOG + _ZXID.pack(zxid)
-            batch.put(key, _CRC.pack(zlib.crc32(payload, zlib.crc32(key))) + payload)
+        batch.put(key, _record(key, encode_batch(txns)))
         self._write(batch)
         self._last = txns[-1][0]
 
     def read_from(self, zxid: int) -> Iterator[tuple[int, bytes]]:
-        """Every txn above `zxid` in zxid order (from one RocksDB iterator, a consistent view).
-        Stops at a corrupt record, logged."""
-        for key, value in self._range(LOG, _key(LOG, zxid + 1)):
-            if not _valid(key, value):
-                log.warn("{path}: corrupt log record at zxid {zxid:#x}; reading stops before it",
-                         path=self._path, zxid=_zxid(key, LOG))
-                return
-            yield _zxid(key, LOG), value[_CRC.size:]
+        """Every txn above `zxid` in zxid order (the log before batches, then the batches from
+        the one holding zxid + 1). Stops at a corrupt record, logged."""
+        for prefix in (LOG, BATCH):
+            for key, value in self._range(prefix, _key(prefix, zxid + 1)):
+                txns = _txns(key, value)
+                if txns is None:
+                    log.warn("{path}: corrupt log record at zxid {zxid:#x}; reading stops before it",
+                             path=self._path, zxid=_zxid(key, prefix))
+                    return
+                for txn in txns:
+                    if txn[0] > zxid:
+                        yield txn
 
     def last_zxid(self) -> int:
         """The highest zxid logged, 0 when the log is empty."""
         return self._last
 
     def truncate_after(self, zxid: int) -> None:
-        """Delete every txn and every snapshot above `zxid`, in one synced WriteBatch."""
+        """Delete every txn and every snapshot above `zxid`, in one synced WriteBatch; the
+        batch holding zxid + 1 keeps its txns up to `zxid`, under the last of them."""
         batch = WriteBatch(raw_mode=True)
-        for prefix in (LOG, CHUNK, DONE):
+        for prefix in (LOG, BATCH, CHUNK, DONE):
             batch.delete_range(_key(prefix, zxid + 1), _end(prefix))
+        self._cut(batch, zxid, keep_above=False)
         self._write(batch)
         self._last = self._edge_zxid()
+
+    def _cut(self, batch: WriteBatch, zxid: int, keep_above: bool) -> None:
+        """Add to `batch` the rewrite of the batch record holding zxid + 1, if it holds zxid too:
+        its txns above `zxid` (keep_above) or up to it, under the last of them."""
+        for key, value in self._range(BATCH, _key(BATCH, zxid + 1)):
+            txns = _txns(key, value) or []
+            if txns and txns[0][0] <= zxid:
+                kept = [txn for txn in txns if (txn[0] > zxid) == keep_above]
+                if kept:
+                    cut = _key(BATCH, kept[-1][0])
+                    batch.put(cut, _record(cut, encode_batch(kept)))
+            return
 
     def _edge_zxid(self) -> int:
         """The highest zxid logged, read from the database (0 when the log is empty)."""
         it = self._opened().iter()
-        it.seek_for_prev(_end(LOG))
-        return _zxid(it.key(), LOG) if it.valid() and it.key().startswith(LOG) else 0
+        for prefix in (BATCH, LOG):
+            it.seek_for_prev(_end(prefix))
+            if it.valid() and it.key().startswith(prefix):
+                return _zxid(it.key(), prefix)
+        return 0
 
     # -- snapshots ----------------------------------------------------------------------------
 
@@ -249,7 +303,9 @@ class RocksStore:
             batch.delete_range(_key(CHUNK, low), _key(CHUNK, zxid))
             low = zxid + 1
         batch.delete_range(_key(CHUNK, low), _end(CHUNK))
-        batch.delete_range(_key(LOG, 0), _key(LOG, kept[0] + 1))
+        for prefix in (LOG, BATCH):
+            batch.delete_range(_key(prefix, 0), _key(prefix, kept[0] + 1))
+        self._cut(batch, kept[0], keep_above=True)
         self._write(batch)
         self._last = self._edge_zxid()
 
@@ -266,14 +322,15 @@ class RocksStore:
         self._write(batch)
 
     def describe(self) -> StoreInfo:
-        """What the database holds; `log_bytes` counts the log's values (CRC included)."""
+        """What the database holds; `log_bytes` counts the log's values (CRCs included)."""
         first = last = None
         log_bytes = 0
-        for key, value in self._range(LOG):
-            if first is None:
-                first = _zxid(key, LOG)
-            last = _zxid(key, LOG)
-            log_bytes += len(value)
+        for prefix in (LOG, BATCH):
+            for key, value in self._range(prefix):
+                if first is None:
+                    first = (_txns(key, value) or [(_zxid(key, prefix), b"")])[0][0]
+                last = _zxid(key, prefix)
+                log_bytes += len(value)
         heads = [(_zxid(key, DONE), _HEAD.unpack(value)[0]) for key, value in self._range(DONE)
                  if len(value) == _HEAD.size]
         return StoreInfo(

@@ -16,8 +16,9 @@ On-disk format and the rules this module keeps:
 ``txnlog(zxid BIGINT PK, first_zxid BIGINT, crc BIGINT, payload BLOB)``
     One row per appended batch, written by one INSERT in one transaction (one sync per group
     commit). ``zxid`` is the batch's last zxid, ``first_zxid`` its first; ``payload`` holds the
-    batch's txns, each as zxid (8 bytes, big-endian) + length (4 bytes, big-endian) + bytes.
-    ``crc`` is the CRC32 of first_zxid and zxid (8 bytes each, big-endian) followed by payload.
+    batch's txns, each as zxid (8 bytes, big-endian) + length (4 bytes, big-endian) + bytes
+    (plugins.txn_batches, the rocksdb store's record too). ``crc`` is the CRC32 of first_zxid
+    and zxid (8 bytes each, big-endian) followed by payload.
     Rows never overlap, so the rows holding the txns above z are those with ``zxid > z``.
     A row whose crc does not match ends ``read_from`` (logged, never returned); such rows at the
     log's tail are deleted by ``open`` (logged), so ``last_zxid`` and the next append continue
@@ -69,6 +70,7 @@ from twisted.logger import Logger
 
 from core.interfaces import StoreError, StoreInfo
 from plugins import claim_store_dir, separate_log_dir
+from plugins.txn_batches import decode_batch, encode_batch
 
 if TYPE_CHECKING:
     from core.config import Config
@@ -76,7 +78,6 @@ if TYPE_CHECKING:
 log = Logger()
 
 NAME = "sqlite"
-_TXN = struct.Struct(">qI")  # a txn's header inside a batch row: zxid, length
 _KEYS = struct.Struct(">qq")  # first_zxid, zxid: checksummed with the payload
 _PAGE = 256  # batch rows fetched per query by read_from
 _SNAPSHOT_COMMIT = 1 << 20  # snapshot bytes per transaction of save_snapshot
@@ -122,12 +123,8 @@ _INSERT_BATCH = insert(txnlog)
 
 def _batch_row(txns: Sequence[tuple[int, bytes]]) -> dict[str, Any]:
     """The txnlog row holding `txns` (in zxid order, at least one)."""
-    parts: list[bytes] = []
-    for zxid, payload in txns:
-        parts.append(_TXN.pack(zxid, len(payload)))
-        parts.append(payload)
     first, last = txns[0][0], txns[-1][0]
-    payload = b"".join(parts)
+    payload = encode_batch(txns)
     return {"zxid": last, "first_zxid": first, "crc": _crc(first, last, payload),
             "payload": payload}
 
@@ -141,14 +138,10 @@ def _txns(row: Row[Any]) -> list[tuple[int, bytes]] | None:
     payload = row.payload
     if _crc(row.first_zxid, row.zxid, payload) != row.crc:
         return None
-    txns = []
-    offset = 0
-    while offset < len(payload):
-        zxid, size = _TXN.unpack_from(payload, offset)
-        offset += _TXN.size
-        txns.append((zxid, payload[offset:offset + size]))
-        offset += size
-    return txns
+    try:
+        return decode_batch(payload)
+    except struct.error:
+        return None
 
 
 class SqliteStore:

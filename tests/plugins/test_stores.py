@@ -6,6 +6,7 @@ import sqlite3
 import textwrap
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -20,7 +21,7 @@ from core.interfaces import BackendSpec, Store, StoreError
 from core.testing.store_suite import MakeStore, Stores, StoreSuite, StubConfig, txns
 from plugins.storage_memory import hooks as memory_hooks
 from plugins.storage_rocks import hooks as rocks_hooks
-from plugins.storage_rocks.store import CHUNK, DONE, LOG
+from plugins.storage_rocks.store import BATCH, CHUNK, DONE, LOG
 from plugins.storage_sqlite import hooks as sqlite_hooks
 
 pytest_plugins = ["pytester"]
@@ -65,13 +66,14 @@ def corrupt_sqlite_log(data_dir: Path, zxid: int | None = None) -> None:
 
 
 def corrupt_rocks_log(data_dir: Path, zxid: int | None = None) -> None:
-    """Put a torn value (its end cut off) at the log record `zxid` (default: the newest)."""
+    """Put a torn value (its end cut off) at the log record holding `zxid` (default: the
+    newest); a record is a batch, under its last zxid."""
     db = Rdict(str(data_dir / "rocksdb"), Options(raw_mode=True))
     it = db.iter()
     if zxid is None:
-        it.seek_for_prev(b"log0")
+        it.seek_for_prev(b"batch0")
     else:
-        it.seek(LOG + zxid.to_bytes(8, "big"))
+        it.seek(BATCH + zxid.to_bytes(8, "big"))
     key, value = it.key(), it.value()
     del it
     db[key] = value[:-3]
@@ -442,3 +444,51 @@ def test_sqlite_open_deletes_the_chunks_of_a_save_cut_short(tmp_path: Path) -> N
     with closing(sqlite3.connect(tmp_path / "sqlite" / "zk.db")) as db:
         assert db.execute("SELECT DISTINCT zxid FROM snapshot_chunks").fetchall() == [(3,)]
     store.close()
+
+
+def test_rocks_reads_on_from_the_log_kept_one_key_per_txn(tmp_path: Path) -> None:
+    """A database whose log is one key per txn (as the store kept it before batches): read, then
+    appended to in batches, read on across both, truncated and purged across both."""
+    make = maker(spec(rocks_hooks).factory)
+    make(tmp_path).close()
+    db = Rdict(str(tmp_path / "rocksdb"), Options(raw_mode=True))
+    for zxid, data in txns(1, 2, 3):
+        key = LOG + zxid.to_bytes(8, "big")
+        db[key] = zlib.crc32(data, zlib.crc32(key)).to_bytes(4, "big") + data
+    db.close()
+    store = make(tmp_path)
+    try:
+        assert store.last_zxid() == 3
+        assert list(store.read_from(0)) == txns(1, 2, 3)
+        store.append(txns(4, 5, 6))
+        store.append(txns(7))
+        assert list(store.read_from(2)) == txns(3, 4, 5, 6, 7)
+        assert list(store.read_from(5)) == txns(6, 7)
+        info = store.describe()
+        assert (info.first_zxid, info.last_zxid) == (1, 7)
+        store.truncate_after(5)  # through a batch
+        assert list(store.read_from(0)) == txns(1, 2, 3, 4, 5) and store.last_zxid() == 5
+        store.truncate_after(2)  # through the old log, every batch gone
+        assert list(store.read_from(0)) == txns(1, 2) and store.last_zxid() == 2
+        store.append(txns(3, 4, 5))
+        store.save_snapshot(4, [b"snapshot"])
+        store.purge(1)  # the old log, and the batch's txns up to 4
+        assert list(store.read_from(0)) == txns(5) and store.last_zxid() == 5
+    finally:
+        store.close()
+    store = make(tmp_path)
+    try:
+        assert list(store.read_from(0)) == txns(5) and store.last_zxid() == 5
+    finally:
+        store.close()
+
+
+def test_rocks_keeps_one_record_per_appended_batch(tmp_path: Path) -> None:
+    store = maker(spec(rocks_hooks).factory)(tmp_path)
+    store.append(txns(1, 2, 3))
+    store.append(txns(4))
+    store.close()
+    db = Rdict(str(tmp_path / "rocksdb"), Options(raw_mode=True))
+    keys = [k for k in db.keys() if k.startswith((LOG, BATCH))]
+    db.close()
+    assert keys == [BATCH + (3).to_bytes(8, "big"), BATCH + (4).to_bytes(8, "big")]
