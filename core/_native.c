@@ -2649,8 +2649,8 @@ static const char *const conn_fields[CN_COUNT] = {"pending", "out", "replied_lat
 enum { SV_TREE, SV_WAITING, SV_SNAPSHOTTER, SV_DIRTY, SV_CONFIG, SV_STATS, SV_CONSENSUS, SV_COUNT };
 static const char *const server_fields[SV_COUNT] = {"tree", "waiting", "snapshotter", "dirty", "config", "stats",
                                                     "consensus"};
-enum { SN_LOGGED, SN_THRESHOLD, SN_RUNNING, SN_COUNT };
-static const char *const snapshotter_fields[SN_COUNT] = {"logged", "threshold", "running"};
+enum { SN_LOGGED, SN_THRESHOLD, SN_COUNT };
+static const char *const snapshotter_fields[SN_COUNT] = {"logged", "threshold"};
 enum { TF_OPS, TF_LAST_ZXID, TF_COUNT };
 static const char *const tree_fields[TF_COUNT] = {"_ops", "last_zxid"};
 enum { PF_HANDLERS, PF_SESSIONS, PF_NOW_MS, PF_ORDER, PF_PENDING, PF_COUNT };
@@ -2818,15 +2818,15 @@ enum { CM_TXN, CM_TXN_OFFSETS, CM_OWED, CM_RESULT, CM_SERVER, CM_SNAPSHOTTER, CM
 /* what a response body holds (core.server's RESPONSE_BODIES) */
 enum { BODY_NONE, BODY_STAT, BODY_PATH, BODY_PATH_STAT };
 
-/* Snapshotter.txn_logged: the count raised in place while no snapshot is due, else the method. */
+/* Snapshotter.txn_logged: the count raised in place while the threshold is not reached, else
+ * the method. */
 static int
 count_logged(PyObject *snapshotter, const Layout *l)
 {
     PyObject *logged = field(snapshotter, l, SN_LOGGED), *threshold = field(snapshotter, l, SN_THRESHOLD);
-    PyObject *running = field(snapshotter, l, SN_RUNNING);
     int64_t n, limit;
     int r;
-    if (logged != NULL && threshold != NULL && running == Py_False && as_int64(logged, 0, INT64_MAX - 1, &n)
+    if (logged != NULL && threshold != NULL && as_int64(logged, 0, INT64_MAX - 1, &n)
             && as_int64(threshold, INT64_MIN, INT64_MAX, &limit) && n + 1 < limit) {
         PyObject *next = PyLong_FromLongLong(n + 1);
         r = next == NULL ? -1 : set_field(snapshotter, l, SN_LOGGED, next);
@@ -2839,7 +2839,6 @@ count_logged(PyObject *snapshotter, const Layout *l)
     }
     Py_XDECREF(logged);
     Py_XDECREF(threshold);
-    Py_XDECREF(running);
     return r;
 }
 
@@ -3182,8 +3181,8 @@ static PyObject *
 split_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     int64_t limit;
-    if (nargs != 2 || !as_int64(args[1], 0, INT32_MAX, &limit))
-        return PyErr_Format(PyExc_TypeError, "split_frames(buf, limit): a limit in 0..2**31-1");
+    if (nargs != 2 || !as_int64(args[1], INT64_MIN, INT64_MAX, &limit))
+        return PyErr_Format(PyExc_TypeError, "split_frames(buf, limit): an int limit");
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;

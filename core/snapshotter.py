@@ -76,7 +76,7 @@ class Snapshotter:
     """Counts logged txns and snapshots the server's tree when the threshold is passed."""
 
     # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
-    __slots__ = ("logged", "threshold", "running", "__dict__", "__weakref__")
+    __slots__ = ("logged", "threshold", "__dict__", "__weakref__")
 
     def __init__(self, server: ZKServer, rng: random.Random | None = None) -> None:
         self.server = server
@@ -106,10 +106,19 @@ class Snapshotter:
         self.cooperator.stop()
 
     def txn_logged(self) -> None:
-        """Called once per committed txn; takes a snapshot when the threshold is passed."""
+        """Called once per committed txn. When the threshold is passed: a snapshot, or, while
+        the last one is still being taken, none (ZooKeeper's SyncRequestProcessor: "Too busy to
+        snap, skipping"); the count starts afresh either way, so a tree that takes longer to
+        snapshot than its writes take to pass the threshold is not snapshotted back to back."""
         self.logged += 1
-        if self.logged >= self.threshold and not self.running:
-            self.take()
+        if self.logged < self.threshold:
+            return
+        if self.running:
+            log.warn("Too busy to snap, skipping")
+            self.logged = 0
+            self.threshold = self._next_threshold()
+            return
+        self.take()
 
     def take(self) -> Deferred[Any]:
         """Serialize the tree in slices, then save it; fires when the snapshot is durable."""

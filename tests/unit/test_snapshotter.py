@@ -1,4 +1,5 @@
-"""The forked snapshot serializer: the child's bytes are serialize()'s, a failing child is an error."""
+"""The snapshotter: the forked serializer (the child's bytes are serialize()'s, a failing child
+is an error), a stop during a snapshot, and a snapshot due while one is being taken."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import pytest
 
 from twisted.internet.task import Clock
+from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
 
 from core.config import parse
 from core.opcodes import OpCode
@@ -82,3 +84,41 @@ def test_stopping_waits_for_the_snapshot_being_taken_then_takes_one_of_what_came
     assert first.called and stopping.called
     assert sorted(server.store._snapshots) == [2000, 2001]
     assert snapshotter.final() is None  # nothing logged since
+
+
+def test_a_snapshot_due_while_one_is_being_taken_is_skipped_and_counted_afresh() -> None:
+    """As ZooKeeper's SyncRequestProcessor: the threshold passed while a snapshot is being taken
+    skips this one, with one line ("Too busy to snap, skipping"), and the count starts again;
+    the next threshold passed after that snapshot is saved takes one."""
+    clock = Clock()
+    server = ZKServer(parse("tickTime=2000\nclientPort=0\nstorage=memory\nsnapCount=10\n"), clock)
+    server.storage = StorageThread(clock, threaded=False)  # serialized in slices on the clock
+    server.store.open()
+    server.tree.apply(Txn(1, 1, 1, 1000, OpCode.create, CreateTxn("/a", b"v", OPEN, False, -1)))
+    snapshotter = server.snapshotter
+    events: list[LogEvent] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        first = snapshotter.take()
+        assert snapshotter.running and not first.called
+        due = snapshotter.threshold
+        for _ in range(due):
+            snapshotter.txn_logged()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn] == ["Too busy to snap, skipping"]
+    assert snapshotter.logged == 0 and 5 <= snapshotter.threshold < 10
+    for _ in range(1000):
+        if first.called:
+            break
+        clock.advance(0)
+    assert first.called and sorted(server.store._snapshots) == [1]
+    server.tree.apply(Txn(1, 2, 2, 1000, OpCode.setData, SetDataTxn("/a", b"w", 1)))
+    for _ in range(snapshotter.threshold):
+        snapshotter.txn_logged()
+    assert snapshotter.running
+    for _ in range(1000):
+        if not snapshotter.running:
+            break
+        clock.advance(0)
+    assert sorted(server.store._snapshots) == [1, 2]
