@@ -3441,6 +3441,40 @@ applier(PyObject *module, PyObject *args)
                                                    layout(change, change_fields, CF_COUNT), py));
 }
 
+/* now_ms() of ms_clock(seconds): int(seconds() * 1000), a reactor's time in whole milliseconds. */
+static PyObject *
+ms_now(PyObject *seconds, PyObject *unused)
+{
+    PyObject *t = PyObject_CallNoArgs(seconds);
+    if (t == NULL)
+        return NULL;
+    if (PyFloat_CheckExact(t)) {
+        double ms = PyFloat_AS_DOUBLE(t) * 1000.0;
+        if (ms > -9.0e15 && ms < 9.0e15) {  /* exact in a double and in a long long: truncated as int() */
+            Py_DECREF(t);
+            return PyLong_FromLongLong((long long)ms);
+        }
+    }
+    PyObject *thousand = PyLong_FromLong(1000);
+    PyObject *product = thousand == NULL ? NULL : PyNumber_Multiply(t, thousand);
+    PyObject *ms = product == NULL ? NULL : PyNumber_Long(product);
+    Py_DECREF(t);
+    Py_XDECREF(thousand);
+    Py_XDECREF(product);
+    return ms;
+}
+
+static PyMethodDef ms_now_def = {"now_ms", ms_now, METH_NOARGS, "now_ms() -> int(seconds() * 1000)."};
+
+/* ms_clock(seconds) -> now_ms */
+static PyObject *
+ms_clock(PyObject *module, PyObject *seconds)
+{
+    if (!PyCallable_Check(seconds))
+        return PyErr_Format(PyExc_TypeError, "%R is not callable", seconds);
+    return function_of(&ms_now_def, Py_NewRef(seconds));
+}
+
 /* -- module ------------------------------------------------------------------------------- */
 
 /* A C function as a method: bound to an instance when looked up on one, as a Python function
@@ -3545,6 +3579,7 @@ static PyMethodDef module_methods[] = {
     {"submitter", submitter, METH_VARARGS,
      "submitter(OwedWrite, ServerConnection, ZKServer, py_submit) -> submit(server, conn, xid, op, record, frame)."},
     {"applier", applier, METH_VARARGS, "applier(Prep, Change, py_applied) -> applied(prep, zxid)."},
+    {"ms_clock", ms_clock, METH_O, "ms_clock(seconds) -> now_ms(): int(seconds() * 1000)."},
     {"instancemethod", instancemethod, METH_O,
      "instancemethod(f): a descriptor that binds f to an instance as a function does."},
     {NULL},

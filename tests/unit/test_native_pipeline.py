@@ -256,3 +256,18 @@ def test_applied_changes_are_forgotten_in_c_as_in_python(changes: list[tuple[int
     by_c, by_python = ((sorted((path, ch.zxid) for path, ch in p._pending.items()),
                         [(ch.zxid, ch.path) for ch in p._order]) for p in preps)
     assert by_c == by_python
+
+
+@needs_native
+@given(t=st.floats(allow_nan=False, width=64) | st.integers(-2**70, 2**70))
+def test_a_millisecond_clock_reads_in_c_as_in_python(t: float) -> None:
+    assert native.MODULE is not None
+    now_ms = native.MODULE.ms_clock(lambda: t)
+
+    def outcome(f: Any) -> Any:
+        try:
+            return f()
+        except OverflowError as e:
+            return type(e)
+
+    assert outcome(now_ms) == outcome(lambda: int(t * 1000))
