@@ -4,8 +4,10 @@
 setup.py marks optional) gives in C: a jute record's codec (core.jute), a txn's log-entry bytes
 (core.txn), a znode's digest, Stat bytes and snapshot records, written and read (core.tree,
 core.snapshot), the common cases of setData, create and delete, prepped (core.prep) and
-applied (core.tree), and the constructors of the slotted dataclasses made per write
-(`fast_constructor`). Each C function hands anything it does not handle exactly as the Python
+applied (core.tree), the plumbing every write shares (core.connection's frame split,
+core.server's request intake, submit, commit and reply completion, core.prep's dispatch,
+core.tree's apply, the server's millisecond clock), and the constructors of the slotted
+dataclasses made per write (`fast_constructor`). Each C function hands anything it does not handle exactly as the Python
 code does (a value out of range, an unusual type, a record out of the common run) to the Python
 code it stands in for, so results and errors are the Python code's. `MODULE` is None where it
 was not built, or with ZKSERVER_PURE_PYTHON=1 in the environment: then the server runs the
@@ -38,7 +40,8 @@ MODULE = load()
 
 def method(f: Any) -> Any:
     """`f` (a C function) as a method: bound to an instance when looked up on one, as a Python
-    function is."""
+    function is, and called through an instance without a bound method made first (a method
+    descriptor)."""
     assert MODULE is not None
     return MODULE.instancemethod(f)
 

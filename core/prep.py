@@ -400,9 +400,10 @@ class Prep:
 
 
 # With the C accelerator, a request's dispatch, the forgetting of applied changes and the common
-# cases of setData, create and delete are prepped in C (core.native); the Python methods stay for what it hands back, and for the
-# tests. The dispatch in C takes the types whose session is checked and whose record is made
-# into a txn by their handler: not multi, check, or the types of _NO_SESSION_CHECK.
+# cases of setData, create and delete are prepped in C (core.native); the Python methods stay
+# for what it hands back, and for the tests. The dispatch in C takes the types whose session is
+# checked and whose record is made into a txn by their handler: not multi, check, or the types
+# of _NO_SESSION_CHECK.
 PY_PREP = Prep.prep
 PY_APPLIED = Prep.applied
 PY_SET_DATA = Prep._set_data

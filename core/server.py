@@ -65,6 +65,7 @@ RESPONSE_BODIES: dict[int, int] = {OpCode.setData: BODY_STAT, OpCode.setACL: BOD
 _MULTI_OK_HEADERS: dict[int, bytes] = {
     t: MultiHeader(OpCode.create2 if t in CREATE2_LIKE else t, False, 0).encode() for t in OpCode}
 
+
 def ms_clock(seconds: Callable[[], float]) -> Callable[[], int]:
     """A clock of whole milliseconds, int(seconds() * 1000), from a clock of seconds (a
     reactor's): the accelerator's (a C call where the Python function's frame cost a write 4%
