@@ -2676,7 +2676,7 @@ static const char *const request_fields[RQ_COUNT] = {"type", "session_id", "cxid
 enum { TR_ERR, TR_PATH, TR_STAT, TR_MULTI, TR_TYPE, TR_COUNT };
 static const char *const result_fields[TR_COUNT] = {"err", "path", "stat_bytes", "multi", "type"};
 
-static PyObject *str_popleft, *str_apply, *str_complete, *str_submit;
+static PyObject *str_popleft, *str_apply, *str_complete, *str_submit, *str_decode, *str_outstanding_limit;
 
 /* complete(conn, write, reply) for core.connection's ServerConnection.complete, for a write that
  * is an OwedWrite (else the Python method): the same steps, in C. */
@@ -2932,8 +2932,8 @@ multi_results(PyObject *spec, const Layout *r, PyObject *res, int *failed)
     return subs;
 }
 
-/* The reply frame for `txn` and its `result`, to a write of type `op`; NULL without an
- * exception when the Python write_reply must make it. */
+/* The reply frame for `txn` and its `result`, to a write of type `op`; NULL (its exception, if
+ * any, to be cleared) when the Python write_reply must make it. */
 static PyObject *
 reply_of(PyObject *spec, PyObject *op, PyObject *txn, PyObject *result)
 {
@@ -3021,7 +3021,7 @@ commit(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
             || !as_int64(PyTuple_GET_ITEM(spec, CM_DIGEST_INTERVAL), 1, INT64_MAX, &every) || zxid % every == 0)
         return PyObject_Vectorcall(py, args, nargs, NULL);
     PyObject *tree = NULL, *result = NULL, *snapshotter = NULL, *waiting = NULL, *key = NULL, *write = NULL;
-    PyObject *reply = NULL, *conn = NULL, *done = NULL;
+    PyObject *op = NULL, *reply = NULL, *conn = NULL, *done = NULL;
     if ((tree = field(server, &s, SV_TREE)) == NULL)
         goto done;
     PyObject *apply[2] = {tree, txn};
@@ -3041,15 +3041,12 @@ commit(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     }
     if (PyDict_DelItem(waiting, key) < 0)
         goto done;
-    PyObject *op = Py_IS_TYPE(write, w.type) ? SLOT(write, w.off[W_TYPE]) : NULL;
-    if (op != NULL)
-        reply = reply_of(spec, op, txn, result);
-    if (reply == NULL) {
-        PyErr_Clear();
-        PyObject *op_v = op != NULL ? Py_NewRef(op) : PyObject_GetAttrString(write, "type");
-        PyObject *call[3] = {op_v, txn, result};
-        reply = op_v == NULL ? NULL : PyObject_Vectorcall(PyTuple_GET_ITEM(spec, CM_REPLY), call, 3, NULL);
-        Py_XDECREF(op_v);
+    if ((op = field(write, &w, W_TYPE)) == NULL)
+        goto done;
+    if ((reply = reply_of(spec, op, txn, result)) == NULL) {
+        PyErr_Clear();  /* a path with lone surrogates: the Python record encodes it */
+        PyObject *call[3] = {op, txn, result};
+        reply = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, CM_REPLY), call, 3, NULL);
         if (reply == NULL)
             goto done;
     }
@@ -3064,6 +3061,7 @@ done:
     Py_XDECREF(waiting);
     Py_XDECREF(key);
     Py_XDECREF(write);
+    Py_XDECREF(op);
     Py_XDECREF(reply);
     Py_XDECREF(conn);
     if (done == NULL)
@@ -3242,7 +3240,7 @@ request(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(op);
         return PyErr_Occurred() ? NULL : PyObject_Vectorcall(py, args, nargs, NULL);
     }
-    PyObject *decode = PyObject_GetAttrString(cls, "decode");
+    PyObject *decode = PyObject_GetAttr(cls, str_decode);
     PyObject *at = PyLong_FromLong(8);
     if (decode == NULL || at == NULL || (xid = PyLong_FromLong((int32_t)be32(p))) == NULL)
         goto done;
@@ -3320,7 +3318,7 @@ submit(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     Py_ssize_t count = PyObject_Size(waiting);
     if (count < 0 || (config = field(server, &s, SV_CONFIG)) == NULL
-            || (limit = PyObject_GetAttrString(config, "global_outstanding_limit")) == NULL)
+            || (limit = PyObject_GetAttr(config, str_outstanding_limit)) == NULL)
         goto done;
     PyObject *n = PyLong_FromSsize_t(count);
     int over = n == NULL ? -1 : PyObject_RichCompareBool(n, limit, Py_GT);
@@ -3619,6 +3617,7 @@ PyInit__native(void)
         {&str_fixup, "fixup"}, {&str_auth, "auth"}, {&str_session_id, "session_id"}, {&str_root, "/"},
         {&str_intern_acl, "intern_acl"}, {&str_zookeeper, "/zookeeper"},
         {&str_popleft, "popleft"}, {&str_apply, "apply"}, {&str_complete, "complete"}, {&str_submit, "submit"},
+        {&str_decode, "decode"}, {&str_outstanding_limit, "global_outstanding_limit"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if ((*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)

@@ -24,11 +24,13 @@ from core.storage_thread import StorageThread
 _LEN = struct.Struct(">i")
 
 
-def start_server(data_dir: Path, tick_ms: int, plugins: Iterable[Any] = ()) -> tuple[ZKServer, Clock]:
-    """A started standalone server (memory store) on a Clock, with `plugins` registered."""
+def start_server(data_dir: Path, tick_ms: int, plugins: Iterable[Any] = (),
+                 extra_config: str = "") -> tuple[ZKServer, Clock]:
+    """A started standalone server (memory store) on a Clock, with `plugins` registered and
+    `extra_config` (zoo.cfg lines) added to its configuration."""
     clock = Clock()
     clock.advance(1_000_000)  # a clock far from 0, like a real one
-    cfg = parse(f"tickTime={tick_ms}\ndataDir={data_dir}\nclientPort=2999\nstorage=memory\n")
+    cfg = parse(f"tickTime={tick_ms}\ndataDir={data_dir}\nclientPort=2999\nstorage=memory\n{extra_config}")
     server = ZKServer(cfg, reactor=clock, plugin_manager=build_plugin_manager(plugins))
     server.storage = StorageThread(clock, threaded=False)
     started(server, clock)

@@ -18,7 +18,6 @@ from twisted.internet.task import Clock
 
 from core import native
 from core.acl import AccessControl
-from core.config import parse
 from core.connection import OwedWrite, ServerConnection, py_split_frames
 from core.errors import ZKError
 from core.interfaces import Request
@@ -35,10 +34,9 @@ from core.server import (
 )
 from core.sessions import Session, SessionTracker
 from core.snapshotter import Snapshotter
-from core.storage_thread import StorageThread
 from core.tree import PY_APPLY, DataTree, TxnResult
 from core.txn import Txn
-from tests.inprocess import Client, HeldStorage, started
+from tests.inprocess import Client, HeldStorage, start_server
 
 needs_native = pytest.mark.skipif(native.MODULE is None, reason="the C accelerator is not built (or switched off)")
 
@@ -66,14 +64,9 @@ def pipeline(methods: list[tuple[type, str, Any]]) -> Iterator[None]:
 
 def _server(data_dir: Path, snap_count: int = 100000) -> tuple[ZKServer, Clock, list[Client]]:
     """A started server on a Clock (memory store), and two connected clients."""
-    clock = Clock()
-    clock.advance(1_000_000)
-    cfg = parse(f"tickTime=2000\ndataDir={data_dir}\nclientPort=2999\nstorage=memory\nsnapCount={snap_count}\n")
-    server = ZKServer(cfg, reactor=clock)
-    server.storage = StorageThread(clock, threaded=False)
+    server, clock = start_server(data_dir, 2000, extra_config=f"snapCount={snap_count}\n")
     server.snapshotter.rng = random.Random(7)  # the same snapshots in every run
     server.snapshotter.threshold = server.snapshotter._next_threshold()
-    started(server, clock)
     clients = [Client(server, clock, 40000 + i) for i in range(2)]
     for c in clients:
         c.connect(30000)
