@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import Cooperator, LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -130,7 +131,8 @@ class Snapshotter:
         sessions = {sid: s.timeout for sid, s in server.sessions.sessions.items()}
         chunks: list[bytes] = []
         d: Deferred[Any]
-        if hasattr(os, "fork") and server.storage.threaded:
+        in_child = hasattr(os, "fork") and server.storage.threaded and IReactorThreads.providedBy(server.reactor)
+        if in_child:
             reactor = server.reactor
             server.heap.settle(reactor.seconds())  # the collector's passes then leave the child's pages alone
             pid, read_end = serialize_in_child(server.tree, sessions, zxid)
