@@ -2660,8 +2660,8 @@ enum { SN_LOGGED, SN_THRESHOLD, SN_COUNT };
 static const char *const snapshotter_fields[SN_COUNT] = {"logged", "threshold"};
 enum { TF_OPS, TF_LAST_ZXID, TF_COUNT };
 static const char *const tree_fields[TF_COUNT] = {"_ops", "last_zxid"};
-enum { PF_HANDLERS, PF_SESSIONS, PF_NOW_MS, PF_ORDER, PF_PENDING, PF_COUNT };
-static const char *const prep_fields[PF_COUNT] = {"_handlers", "sessions", "now_ms", "_order", "_pending"};
+enum { PF_HANDLERS, PF_SESSIONS, PF_NOW_MS, PF_ORDER, PF_PENDING, PF_UNDO, PF_COUNT };
+static const char *const prep_fields[PF_COUNT] = {"_handlers", "sessions", "now_ms", "_order", "_pending", "_undo"};
 enum { CF_ZXID, CF_PATH, CF_COUNT };
 static const char *const change_fields[CF_COUNT] = {"zxid", "path"};
 enum { TK_SESSIONS, TK_COUNT };
@@ -2814,6 +2814,79 @@ tree_applier(PyObject *module, PyObject *args)
         return NULL;
     return function_of(&tree_apply_def, Py_BuildValue("(ONNO)", txn, slot_offsets(txn, txn_slots, TX_COUNT),
                                                       layout(tree, tree_fields, TF_COUNT), py));
+}
+
+/* multi(tree, t, body, client_id, zxid, time) for core.tree's DataTree._multi, for a body of
+ * (type, sub-txn) pairs none of which is an error, each of a type with an op in the tree's `_ops`
+ * that is not among `not_in_multi`: each applied by its op, in order, their results in the
+ * multi's TxnResult. Any other body goes to the Python method before anything is changed. */
+enum { MA_TREE, MA_RESULT, MA_PY, MA_ERROR, MA_NOT_IN_MULTI, MA_COUNT };
+
+static PyObject *
+apply_multi(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, MA_PY);
+    if (nargs != 6 || !PyList_CheckExact(args[2]))
+        return PyObject_Vectorcall(py, args, nargs, NULL);
+    Layout l = layout_at(spec, MA_TREE, tree_fields);
+    PyObject *body = args[2], *ops = field(args[0], &l, TF_OPS), *results = NULL, *result = NULL;
+    int64_t error = PyLong_AsLongLong(PyTuple_GET_ITEM(spec, MA_ERROR)), st;
+    Py_ssize_t n = PyList_GET_SIZE(body);
+    if (ops == NULL || !PyDict_CheckExact(ops))
+        goto python;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* every sub-txn one the ops take, before any is applied */
+        PyObject *pair = PyList_GET_ITEM(body, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2
+                || !as_int64(PyTuple_GET_ITEM(pair, 0), INT32_MIN, INT32_MAX, &st) || st == error
+                || PySet_Contains(PyTuple_GET_ITEM(spec, MA_NOT_IN_MULTI), PyTuple_GET_ITEM(pair, 0)) != 0
+                || PyDict_GetItemWithError(ops, PyTuple_GET_ITEM(pair, 0)) == NULL)
+            goto python;
+    }
+    if ((results = PyList_New(n)) == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n && PyList_GET_SIZE(body) == n; i++) {
+        PyObject *pair = Py_NewRef(PyList_GET_ITEM(body, i));
+        PyObject *op = Py_XNewRef(PyDict_GetItemWithError(ops, PyTuple_GET_ITEM(pair, 0)));
+        PyObject *call[5] = {PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1), args[3], args[4], args[5]};
+        PyObject *r = op == NULL ? NULL : PyObject_Vectorcall(op, call, 5, NULL);
+        Py_XDECREF(op);
+        Py_DECREF(pair);
+        if (r == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a multi's sub-txn type lost its op");
+            goto done;
+        }
+        PyList_SET_ITEM(results, i, r);
+    }
+    if (PyList_GET_SIZE(body) != n) {
+        PyErr_SetString(PyExc_RuntimeError, "a multi's body changed while it was applied");
+        goto done;
+    }
+    PyObject *fields[5] = {args[1], zero, Py_None, Py_None, results};
+    result = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, MA_RESULT), fields, 5, NULL);
+    goto done;
+python:
+    if (!PyErr_Occurred())
+        result = PyObject_Vectorcall(py, args, nargs, NULL);
+done:
+    Py_XDECREF(ops);
+    Py_XDECREF(results);
+    return result;
+}
+
+static PyMethodDef apply_multi_def = {"multi", (PyCFunction)(void (*)(void))apply_multi, METH_FASTCALL,
+                                      "multi(tree, t, body, client_id, zxid, time) -> TxnResult."};
+
+/* multi_applier(DataTree, TxnResult, py_multi, error_type, not_in_multi) -> multi */
+static PyObject *
+multi_applier(PyObject *module, PyObject *args)
+{
+    PyObject *tree, *result, *py, *error, *not_in;
+    if (!PyArg_ParseTuple(args, "O!O!OO!O!:multi_applier", &PyType_Type, &tree, &PyType_Type, &result, &py,
+                          &PyLong_Type, &error, &PyFrozenSet_Type, &not_in))
+        return NULL;
+    return function_of(&apply_multi_def, Py_BuildValue("(NOOOO)", layout(tree, tree_fields, TF_COUNT), result, py,
+                                                       error, not_in));
 }
 
 /* commit(server, txn) for core.server's ZKServer.commit, for a Txn that is not a session's and
@@ -3092,10 +3165,132 @@ committer(PyObject *module, PyObject *args)
 }
 
 /* prep(prep, request, zxid) for core.prep's Prep.prep, for a Request (an OwedWrite among them)
- * of a live session, with a record, of a type that has a handler and is not among `slow` (multi,
- * check, and the types whose session is not checked): the handler's txn, stamped with the time
- * and the request's ids; its ZKError becomes the error txn. Else the Python method. */
-enum { PR_REQUEST, PR_TXN, PR_PREP, PR_TRACKER, PR_SESSION, PR_SLOW, PR_PY, PR_ZK_ERROR, PR_ERROR_TXN, PR_COUNT };
+ * of a live session, with a record, of a type that has a handler and is not among `slow` (check,
+ * and the types whose session is not checked): the handler's txn, stamped with the time and the
+ * request's ids; its ZKError becomes the error txn. A multi of plain ops (plain_multi) is
+ * prep_multi's. Else the Python method. */
+enum { PR_REQUEST, PR_TXN, PR_PREP, PR_TRACKER, PR_SESSION, PR_SLOW, PR_PY, PR_ZK_ERROR, PR_ERROR_TXN, PR_MULTI,
+       PR_MULTI_PLAIN, PR_MULTI_CREATES, PR_CREATE_REQUEST, PR_COUNT };
+
+/* Whether `sid` names a session of the prep's tracker that is not closing; 0 (no exception) also
+ * when that cannot be read as the Python code would (its check then decides). */
+static int
+session_live(PyObject *spec, PyObject *self, PyObject *sid)
+{
+    Layout pr = layout_at(spec, PR_PREP, prep_fields), tk = layout_at(spec, PR_TRACKER, tracker_fields);
+    Layout se = layout_at(spec, PR_SESSION, session_fields);
+    PyObject *sessions = field(self, &pr, PF_SESSIONS);
+    PyObject *table = sessions == NULL ? NULL : field(sessions, &tk, TK_SESSIONS);
+    PyObject *session = table != NULL && PyDict_CheckExact(table) ? Py_XNewRef(PyDict_GetItemWithError(table, sid))
+                                                                   : NULL;
+    PyObject *closing = session == NULL ? NULL : field(session, &se, SE_CLOSING);
+    int live = closing == Py_False;
+    Py_XDECREF(sessions);
+    Py_XDECREF(table);
+    Py_XDECREF(session);
+    Py_XDECREF(closing);
+    PyErr_Clear();
+    return live;
+}
+
+/* The prep's now_ms(); NULL with an exception. */
+static PyObject *
+prep_now(PyObject *self, const Layout *pr)
+{
+    PyObject *now_ms = field(self, pr, PF_NOW_MS);
+    PyObject *now = now_ms == NULL ? NULL : PyObject_CallNoArgs(now_ms);
+    Py_XDECREF(now_ms);
+    return now;
+}
+
+/* Whether `ops` (a multi's record) are ops that prep_multi takes: a non-empty list of (type,
+ * record) pairs, each of a type of `plain` (delete, setData, check), or of `creates` (create,
+ * create2) with a CreateRequest whose flags are 0..3, which Prep._multi_plan passes unchanged. */
+static int
+plain_multi(PyObject *spec, PyObject *ops)
+{
+    if (!PyList_CheckExact(ops) || PyList_GET_SIZE(ops) == 0)
+        return 0;
+    Layout cr = layout_at(spec, PR_CREATE_REQUEST, create_request_slots);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ops); i++) {
+        PyObject *pair = PyList_GET_ITEM(ops, i), *flags;
+        int64_t f;
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
+            return 0;
+        int plain = PySet_Contains(PyTuple_GET_ITEM(spec, PR_MULTI_PLAIN), PyTuple_GET_ITEM(pair, 0));
+        if (plain == 1)
+            continue;
+        if (plain < 0 || PySet_Contains(PyTuple_GET_ITEM(spec, PR_MULTI_CREATES), PyTuple_GET_ITEM(pair, 0)) != 1
+                || !Py_IS_TYPE(PyTuple_GET_ITEM(pair, 1), cr.type)
+                || (flags = SLOT(PyTuple_GET_ITEM(pair, 1), cr.off[Q_FLAGS])) == NULL || !as_int64(flags, 0, 3, &f)) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A multi of plain ops from a live session, as Prep._multi preps it: each op by its handler, in
+ * order, with the prep's undo list started so that their change records can be rolled back. When
+ * an op fails (a ZKError), the records are rolled back (Prep._rollback) and the Python method
+ * preps the multi again, making its error txns. */
+static PyObject *
+prep_multi(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *py = PyTuple_GET_ITEM(spec, PR_PY);
+    Layout rq = layout_at(spec, PR_REQUEST, request_fields), pr = layout_at(spec, PR_PREP, prep_fields);
+    PyObject *self = args[0], *request = args[1], *zxid = args[2];
+    PyObject *t = SLOT(request, rq.off[RQ_TYPE]), *sid = SLOT(request, rq.off[RQ_SESSION]);
+    PyObject *cxid = SLOT(request, rq.off[RQ_CXID]), *record = SLOT(request, rq.off[RQ_RECORD]);
+    PyObject *handlers = NULL, *now = NULL, *undo = NULL, *subs = NULL, *result = NULL;
+    if (sid == NULL || cxid == NULL || record == NULL || !plain_multi(spec, record) || !session_live(spec, self, sid)
+            || (handlers = field(self, &pr, PF_HANDLERS)) == NULL || !PyDict_CheckExact(handlers))
+        goto python;
+    Py_INCREF(record);  /* its ops, as the handlers run */
+    if ((now = prep_now(self, &pr)) == NULL || (undo = PyList_New(0)) == NULL || (subs = PyList_New(0)) == NULL
+            || set_field(self, &pr, PF_UNDO, undo) < 0)
+        goto done;
+    int failed = 0;
+    for (Py_ssize_t i = 0; !failed && i < PyList_GET_SIZE(record); i++) {
+        PyObject *pair = PyList_GET_ITEM(record, i), *st = PyTuple_GET_ITEM(pair, 0);
+        PyObject *handler = Py_XNewRef(PyDict_GetItemWithError(handlers, st));
+        PyObject *call[4] = {st, PyTuple_GET_ITEM(pair, 1), request, zxid};
+        PyObject *body = handler == NULL ? NULL : PyObject_Vectorcall(handler, call, 4, NULL);
+        Py_XDECREF(handler);
+        PyObject *sub = body == NULL ? NULL : pair_of(Py_NewRef(st), body);
+        failed = sub == NULL || PyList_Append(subs, sub) < 0;
+        Py_XDECREF(sub);
+    }
+    if (!failed) {
+        PyObject *fields[6] = {sid, cxid, zxid, now, t, subs};
+        result = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, PR_TXN), fields, 6, NULL);
+    } else if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyTuple_GET_ITEM(spec, PR_ZK_ERROR))) {
+        PyErr_Clear();  /* an op failed: none of the multi's records stays, and Python makes its txn */
+        PyObject *undone = PyObject_CallMethod(self, "_rollback", NULL);
+        if (undone != NULL && set_field(self, &pr, PF_UNDO, Py_None) == 0)
+            result = PyObject_Vectorcall(py, args, nargs, NULL);
+        Py_XDECREF(undone);
+    }
+done:
+    if (undo != NULL) {  /* the prep's undo list is None again, whatever happened */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (set_field(self, &pr, PF_UNDO, Py_None) < 0)
+            Py_CLEAR(result);
+        else
+            PyErr_Restore(type, value, tb);
+    }
+    Py_DECREF(record);
+    Py_XDECREF(handlers);
+    Py_XDECREF(now);
+    Py_XDECREF(undo);
+    Py_XDECREF(subs);
+    return result;
+python:
+    Py_XDECREF(handlers);
+    PyErr_Clear();
+    return PyObject_Vectorcall(py, args, nargs, NULL);
+}
 
 static PyObject *
 prep(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
@@ -3104,24 +3299,22 @@ prep(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     Layout rq = layout_at(spec, PR_REQUEST, request_fields);
     if (nargs != 3 || !PyObject_TypeCheck(args[1], rq.type))
         return PyObject_Vectorcall(py, args, nargs, NULL);
-    Layout pr = layout_at(spec, PR_PREP, prep_fields), tk = layout_at(spec, PR_TRACKER, tracker_fields);
-    Layout se = layout_at(spec, PR_SESSION, session_fields);
+    Layout pr = layout_at(spec, PR_PREP, prep_fields);
     PyObject *self = args[0], *request = args[1], *zxid = args[2];
     PyObject *t = SLOT(request, rq.off[RQ_TYPE]), *sid = SLOT(request, rq.off[RQ_SESSION]);
     PyObject *cxid = SLOT(request, rq.off[RQ_CXID]), *record = SLOT(request, rq.off[RQ_RECORD]);
-    PyObject *handlers = NULL, *handler = NULL, *sessions = NULL, *table = NULL, *session = NULL, *closing = NULL;
-    PyObject *now_ms = NULL, *now = NULL, *body = NULL, *result = NULL;
+    PyObject *handlers = NULL, *handler = NULL, *now = NULL, *body = NULL, *result = NULL;
+    int64_t type;
+    if (t != NULL && as_int64(t, INT32_MIN, INT32_MAX, &type) && type == PyLong_AsLong(PyTuple_GET_ITEM(spec, PR_MULTI)))
+        return prep_multi(spec, args, nargs);
     int slow = t == NULL ? 1 : PySet_Contains(PyTuple_GET_ITEM(spec, PR_SLOW), t);
     if (slow || sid == NULL || cxid == NULL || record == NULL || record == Py_None)
         goto python;
     handlers = field(self, &pr, PF_HANDLERS);
     handler = handlers != NULL && PyDict_CheckExact(handlers) ? Py_XNewRef(PyDict_GetItemWithError(handlers, t)) : NULL;
-    sessions = handler == NULL ? NULL : field(self, &pr, PF_SESSIONS);
-    table = sessions == NULL ? NULL : field(sessions, &tk, TK_SESSIONS);
-    session = table != NULL && PyDict_CheckExact(table) ? Py_XNewRef(PyDict_GetItemWithError(table, sid)) : NULL;
-    if (session == NULL || (closing = field(session, &se, SE_CLOSING)) != Py_False)
+    if (handler == NULL || !session_live(spec, self, sid))
         goto python;  /* no handler, or SESSIONEXPIRED: the Python method's */
-    if ((now_ms = field(self, &pr, PF_NOW_MS)) == NULL || (now = PyObject_CallNoArgs(now_ms)) == NULL)
+    if ((now = prep_now(self, &pr)) == NULL)
         goto done;
     PyObject *call[4] = {t, record, request, zxid};
     body = PyObject_Vectorcall(handler, call, 4, NULL);
@@ -3151,11 +3344,6 @@ python:
 done:
     Py_XDECREF(handlers);
     Py_XDECREF(handler);
-    Py_XDECREF(sessions);
-    Py_XDECREF(table);
-    Py_XDECREF(session);
-    Py_XDECREF(closing);
-    Py_XDECREF(now_ms);
     Py_XDECREF(now);
     Py_XDECREF(body);
     return result;
@@ -3164,19 +3352,22 @@ done:
 static PyMethodDef prep_def = {"prep", (PyCFunction)(void (*)(void))prep, METH_FASTCALL,
                                "prep(prep, request, zxid) -> Txn."};
 
-/* prepper(Request, Txn, Prep, SessionTracker, Session, slow_types, py_prep, ZKError, error_txn) -> prep */
+/* prepper(Request, Txn, Prep, SessionTracker, Session, slow_types, py_prep, ZKError, error_txn, multi_type,
+ *         multi_plain, multi_creates, CreateRequest) -> prep */
 static PyObject *
 prepper(PyObject *module, PyObject *args)
 {
-    PyObject *request, *txn, *prep_cls, *tracker, *session, *slow, *py, *zk_error, *error_txn;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!OOO:prepper", &PyType_Type, &request, &PyType_Type, &txn,
+    PyObject *request, *txn, *prep_cls, *tracker, *session, *slow, *py, *zk_error, *error_txn, *multi, *plain;
+    PyObject *creates, *create_request;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!OOOO!O!O!O!:prepper", &PyType_Type, &request, &PyType_Type, &txn,
                           &PyType_Type, &prep_cls, &PyType_Type, &tracker, &PyType_Type, &session,
-                          &PyFrozenSet_Type, &slow, &py, &zk_error, &error_txn))
+                          &PyFrozenSet_Type, &slow, &py, &zk_error, &error_txn, &PyLong_Type, &multi,
+                          &PyFrozenSet_Type, &plain, &PyFrozenSet_Type, &creates, &PyType_Type, &create_request))
         return NULL;
     return function_of(&prep_def, Py_BuildValue(
-        "(NONNNOOOO)", layout(request, request_fields, RQ_COUNT), txn, layout(prep_cls, prep_fields, PF_COUNT),
+        "(NONNNOOOOOOON)", layout(request, request_fields, RQ_COUNT), txn, layout(prep_cls, prep_fields, PF_COUNT),
         layout(tracker, tracker_fields, TK_COUNT), layout(session, session_fields, SE_COUNT), slow, py, zk_error,
-        error_txn));
+        error_txn, multi, plain, creates, layout(create_request, create_request_slots, Q_COUNT)));
 }
 
 /* split_frames(buf, limit) for core.connection's py_split_frames: the whole frames at the start
@@ -3222,8 +3413,9 @@ split_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* request(server, conn, frame) for core.server's ZKServer.request, for a write of WRITE_REQUESTS:
  * its record decoded as decode_record does (None when it does not decode or names no path) and
- * the write submitted; every other request to the Python method. */
-enum { RS_WRITES, RS_DECODE_ERRORS, RS_PY, RS_COUNT };
+ * the write submitted; for a multi, its ops decoded by decode_multi and the multi submitted; every
+ * other request to the Python method. */
+enum { RS_WRITES, RS_DECODE_ERRORS, RS_PY, RS_MULTI, RS_DECODE_MULTI, RS_MULTI_OPS, RS_COUNT };
 
 static PyObject *
 request(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
@@ -3236,14 +3428,21 @@ request(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     PyObject *op = PyLong_FromLong((int32_t)be32(p + 4)), *xid = NULL, *decoded = NULL, *record = NULL;
     PyObject *result = NULL;
     PyObject *cls = op == NULL ? NULL : PyDict_GetItemWithError(PyTuple_GET_ITEM(spec, RS_WRITES), op);
-    if (cls == NULL) {
+    int multi = op != NULL && PyObject_RichCompareBool(op, PyTuple_GET_ITEM(spec, RS_MULTI), Py_EQ) == 1;
+    if (cls == NULL && !multi) {
         Py_XDECREF(op);
         return PyErr_Occurred() ? NULL : PyObject_Vectorcall(py, args, nargs, NULL);
     }
-    PyObject *decode = PyObject_GetAttr(cls, str_decode);
+    PyObject *decode = multi ? NULL : PyObject_GetAttr(cls, str_decode);
     PyObject *at = PyLong_FromLong(8);
-    if (decode == NULL || at == NULL || (xid = PyLong_FromLong((int32_t)be32(p))) == NULL)
+    if ((!multi && decode == NULL) || at == NULL || (xid = PyLong_FromLong((int32_t)be32(p))) == NULL)
         goto done;
+    if (multi) {  /* None when it does not decode: a MARSHALLINGERROR txn, made by prep */
+        PyObject *call[3] = {frame, at, PyTuple_GET_ITEM(spec, RS_MULTI_OPS)};
+        if ((record = PyObject_Vectorcall(PyTuple_GET_ITEM(spec, RS_DECODE_MULTI), call, 3, NULL)) == NULL)
+            goto done;
+        goto submit;
+    }
     PyObject *call[2] = {frame, at};
     decoded = PyObject_Vectorcall(decode, call, 2, NULL);
     if (decoded == NULL) {
@@ -3266,6 +3465,7 @@ request(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
             Py_SETREF(record, Py_NewRef(Py_None));
         Py_XDECREF(path);
     }
+submit:;
     PyObject *submit[6] = {args[0], args[1], xid, op, record, frame};
     result = PyObject_VectorcallMethod(str_submit, submit, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 done:
@@ -3413,14 +3613,15 @@ static PyMethodDef submit_def = {"submit", (PyCFunction)(void (*)(void))submit, 
 static PyMethodDef applied_def = {"applied", (PyCFunction)(void (*)(void))applied, METH_FASTCALL,
                                   "applied(prep, zxid): forget the change records up to zxid."};
 
-/* requester(write_requests, decode_errors, py_request) -> request */
+/* requester(write_requests, decode_errors, py_request, multi_type, decode_multi, multi_ops) -> request */
 static PyObject *
 requester(PyObject *module, PyObject *args)
 {
-    PyObject *writes, *errors, *py;
-    if (!PyArg_ParseTuple(args, "O!O!O:requester", &PyDict_Type, &writes, &PyTuple_Type, &errors, &py))
+    PyObject *writes, *errors, *py, *multi, *decode_multi, *multi_ops;
+    if (!PyArg_ParseTuple(args, "O!O!OO!OO!:requester", &PyDict_Type, &writes, &PyTuple_Type, &errors, &py,
+                          &PyLong_Type, &multi, &decode_multi, &PyDict_Type, &multi_ops))
         return NULL;
-    return function_of(&request_def, Py_BuildValue("(OOO)", writes, errors, py));
+    return function_of(&request_def, Py_BuildValue("(OOOOOO)", writes, errors, py, multi, decode_multi, multi_ops));
 }
 
 /* submitter(OwedWrite, ServerConnection, ZKServer, py_submit) -> submit */
@@ -3571,16 +3772,20 @@ static PyMethodDef module_methods[] = {
     {"completer", completer, METH_VARARGS,
      "completer(OwedWrite, ServerConnection, ZKServer, py_complete) -> complete(conn, write, reply)."},
     {"tree_applier", tree_applier, METH_VARARGS, "tree_applier(Txn, DataTree, py_apply) -> apply(tree, txn)."},
+    {"multi_applier", multi_applier, METH_VARARGS,
+     "multi_applier(DataTree, TxnResult, py_multi, error_type, not_in_multi) -> multi(tree, t, body, client_id, "
+     "zxid, time)."},
     {"committer", committer, METH_VARARGS,
      "committer(Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, py_commit, write_reply, session_types, "
      "digest_interval, response_bodies, multi_ok_headers, multi_type, multi_end) -> commit(server, txn)."},
     {"prepper", prepper, METH_VARARGS,
-     "prepper(Request, Txn, Prep, SessionTracker, Session, slow_types, py_prep, ZKError, error_txn) "
-     "-> prep(prep, request, zxid)."},
+     "prepper(Request, Txn, Prep, SessionTracker, Session, slow_types, py_prep, ZKError, error_txn, multi_type, "
+     "multi_plain, multi_creates, CreateRequest) -> prep(prep, request, zxid)."},
     {"split_frames", (PyCFunction)(void (*)(void))split_frames, METH_FASTCALL,
      "split_frames(buf, limit) -> (frames, offset, bad length or None)."},
     {"requester", requester, METH_VARARGS,
-     "requester(write_requests, decode_errors, py_request) -> request(server, conn, frame)."},
+     "requester(write_requests, decode_errors, py_request, multi_type, decode_multi, multi_ops) "
+     "-> request(server, conn, frame)."},
     {"submitter", submitter, METH_VARARGS,
      "submitter(OwedWrite, ServerConnection, ZKServer, py_submit) -> submit(server, conn, xid, op, record, frame)."},
     {"applier", applier, METH_VARARGS, "applier(Prep, Change, py_applied) -> applied(prep, zxid)."},

@@ -111,7 +111,7 @@ class Prep:
     """PrepRequestProcessor: turns write requests into txns; see the module doc."""
 
     # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
-    __slots__ = ("_handlers", "sessions", "now_ms", "_order", "_pending", "__dict__", "__weakref__")
+    __slots__ = ("_handlers", "sessions", "now_ms", "_order", "_pending", "_undo", "__dict__", "__weakref__")
 
     def __init__(self, tree: DataTree, access: AccessControl, sessions: SessionTracker,
                  extended_types: bool, now_ms: Callable[[], int]) -> None:
@@ -402,8 +402,9 @@ class Prep:
 # With the C accelerator, a request's dispatch, the forgetting of applied changes and the common
 # cases of setData, create and delete are prepped in C (core.native); the Python methods stay
 # for what it hands back, and for the tests. The dispatch in C takes the types whose session is
-# checked and whose record is made into a txn by their handler: not multi, check, or the types
-# of _NO_SESSION_CHECK.
+# checked and whose record is made into a txn by their handler (not check, or the types of
+# _NO_SESSION_CHECK), and the multis whose ops _multi_plan passes unchanged: setData, delete,
+# check, and create or create2 of a plain, ephemeral or sequential node.
 PY_PREP = Prep.prep
 PY_APPLIED = Prep.applied
 PY_SET_DATA = Prep._set_data
@@ -412,8 +413,8 @@ PY_DELETE = Prep._delete
 if native.MODULE is not None and NODE_VIEW is not None:
     Prep.applied = native.method(native.MODULE.applier(Prep, _Change, PY_APPLIED))  # type: ignore[method-assign]
     Prep.prep = native.method(native.MODULE.prepper(  # type: ignore[method-assign]
-        Request, Txn, Prep, SessionTracker, Session, _NO_SESSION_CHECK | {_MULTI, _CHECK}, PY_PREP, ZKError,
-        _error_txn))
+        Request, Txn, Prep, SessionTracker, Session, _NO_SESSION_CHECK | {_CHECK}, PY_PREP, ZKError,
+        _error_txn, int(_MULTI), _MULTI_PLAIN, frozenset({OpCode.create, OpCode.create2}), CreateRequest))
     Prep._set_data = native.method(native.MODULE.set_data_prepper(  # type: ignore[method-assign]
         NODE_VIEW, _Change, SetDataRequest, SetDataTxn, PY_SET_DATA, int(_PERM_WRITE)))
     Prep._create = native.method(native.MODULE.create_prepper(  # type: ignore[method-assign]

@@ -704,7 +704,7 @@ PY_COMMIT = ZKServer.commit
 PY_COMPLETE = ServerConnection.complete
 if native.MODULE is not None:
     ZKServer.request = native.method(native.MODULE.requester(  # type: ignore[method-assign]
-        WRITE_REQUESTS, RECORD_ERRORS, PY_REQUEST))
+        WRITE_REQUESTS, RECORD_ERRORS, PY_REQUEST, int(OpCode.multi), decode_multi, MULTI_OPS))
     ZKServer.submit = native.method(native.MODULE.submitter(  # type: ignore[method-assign]
         OwedWrite, ServerConnection, ZKServer, PY_SUBMIT))
     ZKServer.commit = native.method(native.MODULE.committer(  # type: ignore[method-assign]

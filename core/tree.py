@@ -529,16 +529,19 @@ class DataTree:
         node.reply = None
 
 
-# With the C accelerator, the dispatch of a txn and the common cases of setData, create and
-# delete are applied in C (core.native); the Python methods stay for what it hands back, and for
-# the tests.
+# With the C accelerator, the dispatch of a txn, a multi without an error sub-txn and the common
+# cases of setData, create and delete are applied in C (core.native); the Python methods stay
+# for what it hands back, and for the tests.
 PY_APPLY = DataTree.apply
+PY_MULTI = DataTree._multi
 PY_SET_DATA = DataTree._set_data
 PY_CREATE = DataTree._create
 PY_DELETE = DataTree._delete
 if NODE_VIEW is not None:
     assert native.MODULE is not None
     DataTree.apply = native.method(native.MODULE.tree_applier(Txn, DataTree, PY_APPLY))  # type: ignore[method-assign]
+    DataTree._multi = native.method(native.MODULE.multi_applier(  # type: ignore[method-assign]
+        DataTree, TxnResult, PY_MULTI, int(_ERROR), _NOT_IN_MULTI))
     DataTree._set_data = native.method(native.MODULE.set_data_applier(  # type: ignore[method-assign]
         NODE_VIEW, SetDataTxn, TxnResult, PY_SET_DATA, int(_NODE_DATA_CHANGED)))
     DataTree._create = native.method(native.MODULE.create_applier(  # type: ignore[method-assign]

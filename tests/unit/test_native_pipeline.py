@@ -1,7 +1,7 @@
-"""The C accelerator's write pipeline (core/_native.c: Prep.prep, DataTree.apply, ZKServer.commit,
-ServerConnection.complete) against the Python methods it stands in for: a whole server in process
-answers any pipelined mix of requests, from two sessions, with the same bytes, and is left with
-the same tree; and the plain cases run without the Python methods."""
+"""The C accelerator's write pipeline (core/_native.c: ZKServer.request, Prep.prep, DataTree.apply
+and _multi, ZKServer.commit, ServerConnection.complete) against the Python methods it stands in
+for: a whole server in process answers any pipelined mix of requests, from two sessions, with the
+same bytes, and is left with the same tree; and the plain cases run without the Python methods."""
 
 from __future__ import annotations
 
@@ -19,29 +19,29 @@ from twisted.internet.task import Clock
 from core import native
 from core.acl import AccessControl
 from core.connection import OwedWrite, ServerConnection, py_split_frames
-from core.errors import ZKError
+from core.errors import Code, ZKError
 from core.interfaces import Request
 from core.opcodes import OpCode
 from core.ops.stats import DIGEST_LOG_INTERVAL
-from core.prep import _NO_SESSION_CHECK, PY_APPLIED, PY_PREP, Prep, _Change, _error_txn
+from core.prep import _MULTI_PLAIN, _NO_SESSION_CHECK, PY_APPLIED, PY_PREP, Prep, _Change, _error_txn
 from core.records import (
     ACL, CheckVersionRequest, CreateRequest, DeleteRequest, Id, MultiHeader, PathRequest, PathWatchRequest,
     RequestHeader, SetDataRequest,
 )
-from core.requests import RECORD_ERRORS, WRITE_REQUESTS
+from core.requests import MULTI_OPS, RECORD_ERRORS, WRITE_REQUESTS, decode_multi
 from core.server import (
     _MULTI_END, _MULTI_OK_HEADERS, _SESSION_TXNS, PY_COMMIT, PY_COMPLETE, PY_REQUEST, PY_SUBMIT, RESPONSE_BODIES, ZKServer,
 )
 from core.sessions import Session, SessionTracker
 from core.snapshotter import Snapshotter
-from core.tree import PY_APPLY, DataTree, TxnResult
+from core.tree import _NOT_IN_MULTI, PY_APPLY, PY_MULTI, DataTree, TxnResult
 from core.txn import Txn
 from tests.inprocess import Client, HeldStorage, start_server
 
 needs_native = pytest.mark.skipif(native.MODULE is None, reason="the C accelerator is not built (or switched off)")
 
 _PIPELINE = [(ZKServer, "request", PY_REQUEST), (ZKServer, "submit", PY_SUBMIT), (Prep, "prep", PY_PREP),
-             (Prep, "applied", PY_APPLIED), (DataTree, "apply", PY_APPLY), (ZKServer, "commit", PY_COMMIT),
+             (Prep, "applied", PY_APPLIED), (DataTree, "apply", PY_APPLY), (DataTree, "_multi", PY_MULTI), (ZKServer, "commit", PY_COMMIT),
              (ServerConnection, "complete", PY_COMPLETE)]
 _PATHS = ["/a", "/a/b", "/b", "/c", "/a/b/c"]
 _ODD_PATHS = ["", "bad", "/zookeeper", "/a/", "/zookeeper/quota", None]
@@ -137,6 +137,10 @@ def _serve(batches: list[tuple[int, list[tuple[int, Any]], int]], tmp: Path) -> 
                           tuple(request.auth)))
         submit(request)
 
+    # most drawn paths exist from the start, so that ops succeed before one of their multi fails
+    clients[0].conn.dataReceived(b"".join(_frame(10000 + i, OpCode.create, CreateRequest(path, b"", _OPEN, 0))
+                                          for i, path in enumerate(["/a", "/b", "/c"])))
+    _turn(clock)
     server.consensus.submit = recording  # type: ignore[method-assign]
     held = server.storage = HeldStorage(lambda args: None)
     received = [b"", b""]
@@ -177,20 +181,36 @@ def test_the_write_pipeline_answers_in_c_as_in_python(batches: Any, tmp_path_fac
     assert by_c == by_python
 
 
+@needs_native
+def test_a_multi_that_fails_after_its_first_ops_leaves_no_change_behind(tmp_path: Path) -> None:
+    """Its ops before the failure were prepped (in C) and are rolled back before the Python method
+    makes its error txns; the writes pipelined behind it see the tree as if it had not run."""
+    create, set_a = (OpCode.create, CreateRequest("/a", b"", _OPEN, 0)), (OpCode.setData, SetDataRequest("/a", b"", -1))
+    failing = (OpCode.multi, [set_a, (OpCode.create, CreateRequest("/a/b", b"", _OPEN, 0)),
+                              (OpCode.delete, DeleteRequest("/none", -1))])
+    behind = [(OpCode.setData, SetDataRequest("/a", b"v", 0)), (OpCode.create, CreateRequest("/a/b", b"", _OPEN, 0))]
+    batches = [(0, [create, failing, *behind], 0)]
+    by_c = _serve(batches, tmp_path / "c")
+    with pipeline(_PIPELINE):
+        by_python = _serve(batches, tmp_path / "py")
+    assert by_c == by_python
+    received, frames = by_c[0][0], {}
+    while received:  # each reply by its xid: (err, body)
+        n, xid, _, err = struct.unpack_from(">iiqi", received)
+        frames[xid], received = (err, received[20:4 + n]), received[4 + n:]
+    ok, nonode = MultiHeader(-1, False, 0).encode(), MultiHeader(-1, False, Code.NONODE).encode()
+    assert frames[2][1].startswith(ok + struct.pack(">i", 0) + ok) and nonode in frames[2][1]
+    assert frames[3][0] == 0 and frames[4] == (0, struct.pack(">i", 4) + b"/a/b")  # as if the multi had not run
+
+
 def _handed_to_python(*args: Any) -> Any:
     raise AssertionError("handed to the Python method")
 
 
-def _not_plain_writes(server: ZKServer, conn: ServerConnection, frame: bytes) -> None:
-    """ZKServer.request for the plain test's read and multi; its other writes must not come here."""
-    assert struct.unpack_from(">i", frame, 4)[0] in (OpCode.getData, OpCode.multi)
+def _reads_only(server: ZKServer, conn: ServerConnection, frame: bytes) -> None:
+    """ZKServer.request for the plain test's read; its writes must not come here."""
+    assert struct.unpack_from(">i", frame, 4)[0] == OpCode.getData
     PY_REQUEST(server, conn, frame)
-
-
-def _multi_only(prep: Prep, request: Request, zxid: int) -> Any:
-    """Prep.prep for the plain test's multi (its sub-ops are prepped by the Python method)."""
-    assert request.type == OpCode.multi
-    return PY_PREP(prep, request, zxid)
 
 
 @needs_native
@@ -199,13 +219,17 @@ def test_a_plain_write_runs_its_pipeline_without_the_python_methods(tmp_path: Pa
     m = native.MODULE
     server, clock, (client, _) = _server(tmp_path)
     plain = [(cls, name, native.method(f)) for cls, name, f in [
-        (ZKServer, "request", m.requester(WRITE_REQUESTS, RECORD_ERRORS, _not_plain_writes)),
+        (ZKServer, "request", m.requester(WRITE_REQUESTS, RECORD_ERRORS, _reads_only, int(OpCode.multi),
+                                          decode_multi, MULTI_OPS)),
         (ZKServer, "submit", m.submitter(OwedWrite, ServerConnection, ZKServer, _handed_to_python)),
         (Prep, "applied", m.applier(Prep, _Change, _handed_to_python)),
         (Prep, "prep", m.prepper(Request, Txn, Prep, SessionTracker, Session,
-                                 _NO_SESSION_CHECK | {OpCode.multi, OpCode.check}, _multi_only, ZKError,
-                                 _error_txn)),
+                                 _NO_SESSION_CHECK | {OpCode.check}, _handed_to_python, ZKError, _error_txn,
+                                 int(OpCode.multi), _MULTI_PLAIN, frozenset({OpCode.create, OpCode.create2}),
+                                 CreateRequest)),
         (DataTree, "apply", m.tree_applier(Txn, DataTree, _handed_to_python)),
+        (DataTree, "_multi", m.multi_applier(DataTree, TxnResult, _handed_to_python, int(OpCode.error),
+                                             _NOT_IN_MULTI)),
         (ZKServer, "commit", m.committer(Txn, OwedWrite, TxnResult, ZKServer, Snapshotter, _handed_to_python,
                                          _handed_to_python, _SESSION_TXNS, DIGEST_LOG_INTERVAL, RESPONSE_BODIES,
                                          _MULTI_OK_HEADERS, int(OpCode.multi), _MULTI_END)),
