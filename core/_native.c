@@ -1626,6 +1626,83 @@ txn_encoder(PyObject *module, PyObject *args)
     return function_of(&encode_txn_def, Py_BuildValue("(ONOOOO)", cls, offsets, bodies, digest, multi, py));
 }
 
+/* -- classes read by their slots ---------------------------------------------------------- */
+
+/* `count` slot offsets of `type`, by name, as bytes; NULL with an exception. */
+static PyObject *
+slot_offsets(PyObject *type, const char **names, int count)
+{
+    PyObject *offsets = PyBytes_FromStringAndSize(NULL, count * sizeof(Py_ssize_t));
+    if (offsets == NULL)
+        return NULL;
+    Py_ssize_t *off = (Py_ssize_t *)PyBytes_AS_STRING(offsets);
+    for (int i = 0; i < count; i++) {
+        PyObject *name = PyUnicode_FromString(names[i]);
+        off[i] = name == NULL ? -1 : slot_offset((PyTypeObject *)type, name);
+        Py_XDECREF(name);
+        if (off[i] < 0) {
+            Py_DECREF(offsets);
+            return NULL;
+        }
+    }
+    return offsets;
+}
+
+/* The attributes of a class that these functions read (and write) by their slots' offsets: the
+ * class, and the offsets of the slots named in a layout's list, as made by `layout`. An object
+ * of another class (a subclass too), or whose slot is unset, is read by name as Python would. */
+typedef struct {
+    PyTypeObject *type;
+    const Py_ssize_t *off;
+    const char *const *names;
+} Layout;
+
+/* (cls, its slots' offsets) for a spec; NULL with an exception. */
+static PyObject *
+layout(PyObject *cls, const char *const *names, int count)
+{
+    PyObject *off = slot_offsets(cls, (const char **)names, count);
+    return off == NULL ? NULL : Py_BuildValue("(ON)", cls, off);
+}
+
+static Layout
+layout_at(PyObject *spec, int i, const char *const *names)
+{
+    PyObject *pair = PyTuple_GET_ITEM(spec, i);
+    Layout l = {(PyTypeObject *)PyTuple_GET_ITEM(pair, 0),
+                (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(pair, 1)), names};
+    return l;
+}
+
+/* `obj`'s attribute `i` of `l`, a new reference; NULL with Python's exception. */
+static PyObject *
+field(PyObject *obj, const Layout *l, int i)
+{
+    if (Py_IS_TYPE(obj, l->type)) {
+        PyObject *v = SLOT(obj, l->off[i]);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttrString(obj, l->names[i]);
+}
+
+/* Set `obj`'s attribute `i` of `l` to `v`; -1 with Python's exception. */
+static int
+set_field(PyObject *obj, const Layout *l, int i, PyObject *v)
+{
+    if (Py_IS_TYPE(obj, l->type)) {
+        Py_XSETREF(SLOT(obj, l->off[i]), Py_NewRef(v));
+        return 0;
+    }
+    return PyObject_SetAttrString(obj, l->names[i], v);
+}
+
+enum { TF_OPS, TF_LAST_ZXID, TF_NODES, TF_DIGEST, TF_LISTENER, TF_COUNT };
+static const char *const tree_fields[TF_COUNT] = {"_ops", "last_zxid", "nodes", "_digest", "listener"};
+enum { PF_HANDLERS, PF_SESSIONS, PF_NOW_MS, PF_ORDER, PF_PENDING, PF_UNDO, PF_TREE, PF_COUNT };
+static const char *const prep_fields[PF_COUNT] = {"_handlers", "sessions", "now_ms", "_order", "_pending", "_undo",
+                                                  "tree"};
+
 /* -- setData prep ------------------------------------------------------------------------ */
 
 /* set_data(prep, t, rec, request, zxid) for core.prep's Prep._set_data, in its common case: a
@@ -1635,14 +1712,13 @@ txn_encoder(PyObject *module, PyObject *args)
  * Python method before anything is changed, so its errors and results are the Python code's.
  * The function's `self` is the tuple made by set_data_prepper. */
 enum { SD_VIEW, SD_CHANGE, SD_CHANGE_OFFSETS, SD_REQUEST, SD_REQUEST_OFFSETS, SD_TXN, SD_PY, SD_PERM,
-       SD_OPEN, SD_COUNT };
+       SD_OPEN, SD_PREP, SD_TREE, SD_COUNT };
 enum { R_PATH, R_DATA, R_VERSION, R_COUNT };
 static const char *request_slots[R_COUNT] = {"path", "data", "version"};
 enum { C_EXISTS, C_VERSION, C_CVERSION, C_AVERSION, C_OWNER, C_ACL, C_NCHILDREN, C_COUNT };
 static const char *change_slots[C_COUNT] = {"exists", "version", "cversion", "aversion",
                                             "ephemeral_owner", "acl", "nchildren"};
-static PyObject *str_pending, *str_tree, *str_nodes, *str_undo, *str_order, *str_perms, *str_id,
-    *str_scheme, *str_append;
+static PyObject *str_perms, *str_id, *str_scheme, *str_append;
 
 /* An attribute of `obj`, or NULL without an exception when it has none. */
 static PyObject *
@@ -1717,15 +1793,51 @@ next_version(int64_t current)
     return n == -1 ? 0 : n;
 }
 
+/* The parts of a Prep that the prep functions read and change (new references): its pending
+ * change records by path, its undo list (None outside a multi), its change records in order and
+ * its tree's nodes. */
+typedef struct {
+    PyObject *pending, *undo, *order, *nodes;
+} PrepParts;
+
+static void
+prep_parts_clear(PrepParts *p)
+{
+    Py_CLEAR(p->pending);
+    Py_CLEAR(p->undo);
+    Py_CLEAR(p->order);
+    Py_CLEAR(p->nodes);
+}
+
+/* 1 with `p` filled from `prep`, read by the layouts of a Prep and of a DataTree at `spec[i]`
+ * and `spec[i + 1]`; 0 (no exception, nothing held) when a part is missing or of another type. */
+static int
+prep_parts(PyObject *prep, PyObject *spec, int i, PrepParts *p)
+{
+    Layout pr = layout_at(spec, i, prep_fields), tr = layout_at(spec, i + 1, tree_fields);
+    PyObject *tree = field(prep, &pr, PF_TREE);
+    p->nodes = tree == NULL ? NULL : field(tree, &tr, TF_NODES);
+    Py_XDECREF(tree);
+    p->pending = field(prep, &pr, PF_PENDING);
+    p->undo = field(prep, &pr, PF_UNDO);
+    p->order = field(prep, &pr, PF_ORDER);
+    if (p->pending != NULL && PyDict_CheckExact(p->pending) && p->undo != NULL
+            && (p->undo == Py_None || PyList_CheckExact(p->undo)) && p->order != NULL && p->nodes != NULL
+            && PyDict_CheckExact(p->nodes))
+        return 1;
+    PyErr_Clear();
+    prep_parts_clear(p);
+    return 0;
+}
+
 /* The record of `path` as pending changes leave it: a new reference to the change (exists) or
  * the node, or None when it will not exist; NULL with an exception, or NULL without one when
  * the Python code must decide (an unexpected type). `*prev` is the pending change (borrowed)
- * or NULL. Reads the tree's nodes into `*nodes` once. */
+ * or NULL. */
 static PyObject *
-pending_record(PyObject *prep, PyObject *pending, PyObject **nodes, PyObject *path, PyObject *change_type,
-               const Py_ssize_t *coff, PyObject **prev)
+pending_record(PrepParts *p, PyObject *path, PyObject *change_type, const Py_ssize_t *coff, PyObject **prev)
 {
-    *prev = PyDict_GetItemWithError(pending, path);
+    *prev = PyDict_GetItemWithError(p->pending, path);
     if (*prev != NULL) {
         if (!Py_IS_TYPE(*prev, (PyTypeObject *)change_type))
             return NULL;
@@ -1734,14 +1846,7 @@ pending_record(PyObject *prep, PyObject *pending, PyObject **nodes, PyObject *pa
     }
     if (PyErr_Occurred())
         return NULL;
-    if (*nodes == NULL) {
-        PyObject *tree = attr_or_null(prep, str_tree);
-        *nodes = tree == NULL ? NULL : attr_or_null(tree, str_nodes);
-        Py_XDECREF(tree);
-        if (*nodes == NULL || !PyDict_CheckExact(*nodes))
-            return NULL;
-    }
-    PyObject *node = PyDict_GetItemWithError(*nodes, path);
+    PyObject *node = PyDict_GetItemWithError(p->nodes, path);
     if (node == NULL)
         return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     return Py_NewRef(node);
@@ -1770,34 +1875,6 @@ record_slots(NodeView *nv, PyObject *rec, PyObject *change_type, const Py_ssize_
     if (children == NULL || !PyAnySet_Check(children))
         return 0;
     return (out[C_NCHILDREN] = PyLong_FromSsize_t(PySet_GET_SIZE(children))) != NULL;
-}
-
-/* The parts of a Prep that the prep functions read and change (new references): its pending
- * change records by path, its undo list (None outside a multi) and its change records in order. */
-typedef struct {
-    PyObject *pending, *undo, *order;
-} PrepParts;
-
-static void
-prep_parts_clear(PrepParts *p)
-{
-    Py_CLEAR(p->pending);
-    Py_CLEAR(p->undo);
-    Py_CLEAR(p->order);
-}
-
-/* 1 with `p` filled; 0 (no exception, nothing held) when a part is missing or of another type. */
-static int
-prep_parts(PyObject *prep, PrepParts *p)
-{
-    p->pending = attr_or_null(prep, str_pending);
-    p->undo = attr_or_null(prep, str_undo);
-    p->order = attr_or_null(prep, str_order);
-    if (p->pending != NULL && PyDict_CheckExact(p->pending) && p->undo != NULL
-            && (p->undo == Py_None || PyList_CheckExact(p->undo)) && p->order != NULL)
-        return 1;
-    prep_parts_clear(p);
-    return 0;
 }
 
 /* Prep._add of `change` for `path`, whose pending change was `prev` (or NULL). */
@@ -1832,15 +1909,15 @@ prep_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     PyObject *prep = args[0], *rec = args[2], *zxid = args[4];
     PyObject *path = SLOT(rec, roff[R_PATH]), *data = SLOT(rec, roff[R_DATA]);  /* borrowed */
     PyObject *expected = SLOT(rec, roff[R_VERSION]);
-    PrepParts pp = {NULL, NULL, NULL};
-    PyObject *nodes = NULL, *node = NULL, *next = NULL, *change = NULL, *txn = NULL, *result = NULL;
+    PrepParts pp = {NULL, NULL, NULL, NULL};
+    PyObject *node = NULL, *next = NULL, *change = NULL, *txn = NULL, *result = NULL;
     PyObject *ns[C_COUNT] = {NULL};
     int64_t current, wanted;
     if (path == NULL || !PyUnicode_CheckExact(path) || PyUnicode_GET_LENGTH(path) == 0 || data == NULL
-            || expected == NULL || !prep_parts(prep, &pp))
+            || expected == NULL || !prep_parts(prep, spec, SD_PREP, &pp))
         goto python;
     PyObject *prev;
-    node = pending_record(prep, pp.pending, &nodes, path, change_type, coff, &prev);
+    node = pending_record(&pp, path, change_type, coff, &prev);
     if (node == NULL || node == Py_None || !record_slots(nv, node, change_type, coff, ns)
             || !as_int64(ns[C_VERSION], INT32_MIN, INT32_MAX, &current)
             || !as_int64(expected, INT32_MIN, INT32_MAX, &wanted) || (wanted != -1 && wanted != current)
@@ -1864,7 +1941,6 @@ done:
     for (int i = 0; i < C_COUNT; i++)
         Py_XDECREF(ns[i]);
     prep_parts_clear(&pp);
-    Py_XDECREF(nodes);
     Py_XDECREF(node);
     Py_XDECREF(next);
     Py_XDECREF(change);
@@ -1875,33 +1951,15 @@ done:
 static PyMethodDef prep_set_data_def = {"set_data", (PyCFunction)(void (*)(void))prep_set_data, METH_FASTCALL,
                                         "set_data(prep, t, rec, request, zxid) -> SetDataTxn."};
 
-/* `count` slot offsets of `type`, by name, as bytes; NULL with an exception. */
-static PyObject *
-slot_offsets(PyObject *type, const char **names, int count)
-{
-    PyObject *offsets = PyBytes_FromStringAndSize(NULL, count * sizeof(Py_ssize_t));
-    if (offsets == NULL)
-        return NULL;
-    Py_ssize_t *off = (Py_ssize_t *)PyBytes_AS_STRING(offsets);
-    for (int i = 0; i < count; i++) {
-        PyObject *name = PyUnicode_FromString(names[i]);
-        off[i] = name == NULL ? -1 : slot_offset((PyTypeObject *)type, name);
-        Py_XDECREF(name);
-        if (off[i] < 0) {
-            Py_DECREF(offsets);
-            return NULL;
-        }
-    }
-    return offsets;
-}
-
-/* set_data_prepper(node_view, Change, SetDataRequest, SetDataTxn, py_set_data, perm_write) -> set_data */
+/* set_data_prepper(node_view, Change, SetDataRequest, SetDataTxn, py_set_data, perm_write, Prep, DataTree)
+ * -> set_data */
 static PyObject *
 set_data_prepper(PyObject *module, PyObject *args)
 {
-    PyObject *view, *change, *request, *txn, *py, *perm;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!:set_data_prepper", &NodeViewType, &view, &PyType_Type, &change,
-                          &PyType_Type, &request, &PyType_Type, &txn, &py, &PyLong_Type, &perm))
+    PyObject *view, *change, *request, *txn, *py, *perm, *prep_cls, *tree_cls;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!O!O!:set_data_prepper", &NodeViewType, &view, &PyType_Type, &change,
+                          &PyType_Type, &request, &PyType_Type, &txn, &py, &PyLong_Type, &perm, &PyType_Type,
+                          &prep_cls, &PyType_Type, &tree_cls))
         return NULL;
     PyObject *change_offsets = slot_offsets(change, change_slots, C_COUNT);
     PyObject *request_offsets = change_offsets == NULL ? NULL : slot_offsets(request, request_slots, R_COUNT);
@@ -1910,16 +1968,18 @@ set_data_prepper(PyObject *module, PyObject *args)
         return NULL;
     }
     return function_of(&prep_set_data_def, Py_BuildValue(
-        "(OONONOOO[Oi])", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1));
+        "(OONONOOO[Oi]NN)", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1,
+        layout(prep_cls, prep_fields, PF_COUNT), layout(tree_cls, tree_fields, TF_COUNT)));
 }
 
 static PyObject *str_access, *str_fixup, *str_auth, *str_session_id, *str_root, *str_zookeeper, *zero, *one;
-static PyObject *str_tree_digest, *str_listener, *str_triggered;
+static PyObject *str_triggered;
 
 /* The parts of a DataTree that the apply functions use (new references): its nodes, its
- * digest and its listener. */
+ * digest and its listener; and the layout they were read by. */
 typedef struct {
     PyObject *nodes, *total, *listener;
+    Layout l;
 } TreeParts;
 
 static void
@@ -1930,17 +1990,19 @@ tree_parts_clear(TreeParts *t)
     Py_CLEAR(t->listener);
 }
 
-/* 1 with `t` filled; 0 (no exception, nothing held) when a part is missing or the nodes are not
- * a dict or the digest not an int. */
+/* 1 with `t` filled from `tree`, read by the DataTree layout at `spec[i]`; 0 (no exception,
+ * nothing held) when a part is missing or the nodes are not a dict or the digest not an int. */
 static int
-tree_parts(PyObject *tree, TreeParts *t)
+tree_parts(PyObject *tree, PyObject *spec, int i, TreeParts *t)
 {
-    t->nodes = attr_or_null(tree, str_nodes);
-    t->total = attr_or_null(tree, str_tree_digest);
-    t->listener = attr_or_null(tree, str_listener);
+    t->l = layout_at(spec, i, tree_fields);
+    t->nodes = field(tree, &t->l, TF_NODES);
+    t->total = field(tree, &t->l, TF_DIGEST);
+    t->listener = field(tree, &t->l, TF_LISTENER);
     if (t->nodes != NULL && PyDict_CheckExact(t->nodes) && t->total != NULL && PyLong_CheckExact(t->total)
             && t->listener != NULL)
         return 1;
+    PyErr_Clear();
     tree_parts_clear(t);
     return 0;
 }
@@ -1962,7 +2024,7 @@ parent_path_of(PyObject *path, Py_ssize_t cut)
  * Python method's. Every other call, and any error, goes to the Python method before anything
  * is recorded. The function's `self` is the tuple made by create_prepper. */
 enum { CP_VIEW, CP_CHANGE, CP_CHANGE_OFFSETS, CP_REQUEST, CP_REQUEST_OFFSETS, CP_TXN, CP_PY, CP_PERM, CP_OPEN,
-       CP_TYPES, CP_VALIDATE, CP_COUNT };
+       CP_TYPES, CP_VALIDATE, CP_PREP, CP_TREE, CP_COUNT };
 enum { Q_PATH, Q_DATA, Q_ACL, Q_FLAGS, Q_COUNT };
 static const char *create_request_slots[Q_COUNT] = {"path", "data", "acl", "flags"};
 
@@ -1982,8 +2044,8 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     PyObject *prep = args[0], *rec = args[2], *request = args[3], *zxid = args[4];
     PyObject *path = SLOT(rec, qoff[Q_PATH]), *data = SLOT(rec, qoff[Q_DATA]);  /* borrowed */
     PyObject *acl_in = SLOT(rec, qoff[Q_ACL]), *flags_o = SLOT(rec, qoff[Q_FLAGS]);
-    PrepParts pp = {NULL, NULL, NULL};
-    PyObject *nodes = NULL, *access = NULL, *auth = NULL, *acl = NULL, *parent_path = NULL;
+    PrepParts pp = {NULL, NULL, NULL, NULL};
+    PyObject *access = NULL, *auth = NULL, *acl = NULL, *parent_path = NULL;
     PyObject *parent = NULL, *name = NULL, *taken = NULL, *ok = NULL;
     PyObject *owner = NULL, *cversion = NULL, *nchildren = NULL, *txn = NULL, *up = NULL, *down = NULL;
     PyObject *result = NULL, *ps[C_COUNT] = {NULL};
@@ -1998,12 +2060,12 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     parent_path = parent_path_of(path, cut);
     access = attr_or_null(prep, str_access);
     auth = attr_or_null(request, str_auth);
-    if (parent_path == NULL || !prep_parts(prep, &pp) || access == NULL || auth == NULL)
+    if (parent_path == NULL || !prep_parts(prep, spec, CP_PREP, &pp) || access == NULL || auth == NULL)
         goto python;
     if ((acl = PyObject_CallMethodObjArgs(access, str_fixup, acl_in, auth, NULL)) == NULL)
         goto python;  /* INVALIDACL: the Python method raises it */
     PyObject *parent_prev, *prev;
-    parent = pending_record(prep, pp.pending, &nodes, parent_path, change_type, coff, &parent_prev);
+    parent = pending_record(&pp, parent_path, change_type, coff, &parent_prev);
     if (parent == NULL || parent == Py_None || !record_slots(nv, parent, change_type, coff, ps)
             || !world_allows(PyTuple_GET_ITEM(spec, CP_OPEN), ps[C_ACL], PyLong_AsLong(PyTuple_GET_ITEM(spec, CP_PERM)))
             || !as_int64(ps[C_CVERSION], INT32_MIN, INT32_MAX, &cv) || !PyLong_CheckExact(ps[C_OWNER])
@@ -2018,7 +2080,7 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     }
     if (name == NULL || (ok = PyObject_CallOneArg(PyTuple_GET_ITEM(spec, CP_VALIDATE), name)) == NULL)
         goto python;  /* BADARGUMENTS: the Python method raises it */
-    taken = pending_record(prep, pp.pending, &nodes, name, change_type, coff, &prev);
+    taken = pending_record(&pp, name, change_type, coff, &prev);
     if (taken != Py_None)
         goto python;  /* NODEEXISTS, or for the Python code to decide */
     int ephemeral = flags & 1;
@@ -2048,7 +2110,6 @@ done:
     for (int i = 0; i < C_COUNT; i++)
         Py_XDECREF(ps[i]);
     prep_parts_clear(&pp);
-    Py_XDECREF(nodes);
     Py_XDECREF(access);
     Py_XDECREF(auth);
     Py_XDECREF(acl);
@@ -2069,15 +2130,15 @@ done:
 static PyMethodDef prep_create_def = {"create", (PyCFunction)(void (*)(void))prep_create, METH_FASTCALL,
                                       "create(prep, t, rec, request, zxid) -> CreateTxn."};
 
-/* create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types,
- * validate_path) -> create */
+/* create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types, validate_path,
+ * Prep, DataTree) -> create */
 static PyObject *
 create_prepper(PyObject *module, PyObject *args)
 {
-    PyObject *view, *change, *request, *txn, *py, *perm, *types, *validate;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!O!O:create_prepper", &NodeViewType, &view, &PyType_Type, &change,
+    PyObject *view, *change, *request, *txn, *py, *perm, *types, *validate, *prep_cls, *tree_cls;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!O!OO!O!:create_prepper", &NodeViewType, &view, &PyType_Type, &change,
                           &PyType_Type, &request, &PyType_Type, &txn, &py, &PyLong_Type, &perm,
-                          &PyFrozenSet_Type, &types, &validate))
+                          &PyFrozenSet_Type, &types, &validate, &PyType_Type, &prep_cls, &PyType_Type, &tree_cls))
         return NULL;
     PyObject *change_offsets = slot_offsets(change, change_slots, C_COUNT);
     PyObject *request_offsets = change_offsets == NULL ? NULL : slot_offsets(request, create_request_slots, Q_COUNT);
@@ -2086,8 +2147,8 @@ create_prepper(PyObject *module, PyObject *args)
         return NULL;
     }
     return function_of(&prep_create_def, Py_BuildValue(
-        "(OONONOOO[Oi]OO)", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1,
-        types, validate));
+        "(OONONOOO[Oi]OONN)", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1,
+        types, validate, layout(prep_cls, prep_fields, PF_COUNT), layout(tree_cls, tree_fields, TF_COUNT)));
 }
 
 /* -- delete prep -------------------------------------------------------------------------- */
@@ -2098,7 +2159,7 @@ create_prepper(PyObject *module, PyObject *args)
  * records and the DeleteTxn are the Python method's; every other call goes to the Python method
  * before anything is recorded. The function's `self` is the tuple made by delete_prepper. */
 enum { DP_VIEW, DP_CHANGE, DP_CHANGE_OFFSETS, DP_REQUEST, DP_REQUEST_OFFSETS, DP_TXN, DP_PY, DP_PERM, DP_OPEN,
-       DP_COUNT };
+       DP_PREP, DP_TREE, DP_COUNT };
 enum { E_PATH, E_VERSION, E_COUNT };
 static const char *delete_request_slots[E_COUNT] = {"path", "version"};
 
@@ -2114,8 +2175,8 @@ prep_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     const Py_ssize_t *eoff = (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(spec, DP_REQUEST_OFFSETS));
     PyObject *prep = args[0], *rec = args[2], *zxid = args[4];
     PyObject *path = SLOT(args[2], eoff[E_PATH]), *expected = SLOT(rec, eoff[E_VERSION]);  /* borrowed */
-    PrepParts pp = {NULL, NULL, NULL};
-    PyObject *nodes = NULL, *parent_path = NULL, *parent = NULL, *node = NULL;
+    PrepParts pp = {NULL, NULL, NULL, NULL};
+    PyObject *parent_path = NULL, *parent = NULL, *node = NULL;
     PyObject *nchildren = NULL, *txn = NULL, *up = NULL, *gone = NULL;
     PyObject *result = NULL, *ps[C_COUNT] = {NULL}, *ns[C_COUNT] = {NULL};
     int64_t current, wanted, count;
@@ -2127,15 +2188,15 @@ prep_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     if (cut < 0 || PyUnicode_FindChar(path, 0, 0, len, 1) != -1)
         goto python;  /* no "/", the root, a NUL, or an error */
     parent_path = parent_path_of(path, cut);
-    if (parent_path == NULL || !prep_parts(prep, &pp))
+    if (parent_path == NULL || !prep_parts(prep, spec, DP_PREP, &pp))
         goto python;
     PyObject *parent_prev, *prev;
-    parent = pending_record(prep, pp.pending, &nodes, parent_path, change_type, coff, &parent_prev);
+    parent = pending_record(&pp, parent_path, change_type, coff, &parent_prev);
     if (parent == NULL || parent == Py_None || !record_slots(nv, parent, change_type, coff, ps)
             || !world_allows(PyTuple_GET_ITEM(spec, DP_OPEN), ps[C_ACL], PyLong_AsLong(PyTuple_GET_ITEM(spec, DP_PERM)))
             || !PyLong_CheckExact(ps[C_NCHILDREN]))
         goto python;
-    node = pending_record(prep, pp.pending, &nodes, path, change_type, coff, &prev);
+    node = pending_record(&pp, path, change_type, coff, &prev);
     if (node == NULL || node == Py_None || !record_slots(nv, node, change_type, coff, ns)
             || !as_int64(ns[C_VERSION], INT32_MIN, INT32_MAX, &current)
             || !as_int64(expected, INT32_MIN, INT32_MAX, &wanted) || (wanted != -1 && wanted != current)
@@ -2169,7 +2230,6 @@ done:
         Py_XDECREF(ns[i]);
     }
     prep_parts_clear(&pp);
-    Py_XDECREF(nodes);
     Py_XDECREF(parent_path);
     Py_XDECREF(parent);
     Py_XDECREF(node);
@@ -2183,13 +2243,14 @@ done:
 static PyMethodDef prep_delete_def = {"delete", (PyCFunction)(void (*)(void))prep_delete, METH_FASTCALL,
                                       "delete(prep, t, rec, request, zxid) -> DeleteTxn."};
 
-/* delete_prepper(node_view, Change, DeleteRequest, DeleteTxn, py_delete, perm_delete) -> delete */
+/* delete_prepper(node_view, Change, DeleteRequest, DeleteTxn, py_delete, perm_delete, Prep, DataTree) -> delete */
 static PyObject *
 delete_prepper(PyObject *module, PyObject *args)
 {
-    PyObject *view, *change, *request, *txn, *py, *perm;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!:delete_prepper", &NodeViewType, &view, &PyType_Type, &change,
-                          &PyType_Type, &request, &PyType_Type, &txn, &py, &PyLong_Type, &perm))
+    PyObject *view, *change, *request, *txn, *py, *perm, *prep_cls, *tree_cls;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!O!O!:delete_prepper", &NodeViewType, &view, &PyType_Type, &change,
+                          &PyType_Type, &request, &PyType_Type, &txn, &py, &PyLong_Type, &perm, &PyType_Type,
+                          &prep_cls, &PyType_Type, &tree_cls))
         return NULL;
     PyObject *change_offsets = slot_offsets(change, change_slots, C_COUNT);
     PyObject *request_offsets = change_offsets == NULL ? NULL : slot_offsets(request, delete_request_slots, E_COUNT);
@@ -2198,7 +2259,8 @@ delete_prepper(PyObject *module, PyObject *args)
         return NULL;
     }
     return function_of(&prep_delete_def, Py_BuildValue(
-        "(OONONOOO[Oi])", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1));
+        "(OONONOOO[Oi]NN)", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1,
+        layout(prep_cls, prep_fields, PF_COUNT), layout(tree_cls, tree_fields, TF_COUNT)));
 }
 
 /* -- setData apply ----------------------------------------------------------------------- */
@@ -2209,7 +2271,7 @@ delete_prepper(PyObject *module, PyObject *args)
  * listener and reports the new Stat, as the Python method does. Every other call goes to the
  * Python method before anything is changed. The function's `self` is the tuple made by
  * set_data_applier. */
-enum { SA_VIEW, SA_TXN, SA_TXN_OFFSETS, SA_RESULT, SA_PY, SA_EVENT, SA_COUNT };
+enum { SA_VIEW, SA_TXN, SA_TXN_OFFSETS, SA_RESULT, SA_PY, SA_EVENT, SA_TREE, SA_COUNT };
 
 static PyObject *
 apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
@@ -2222,7 +2284,7 @@ apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     PyObject *tree = args[0], *t = args[1], *body = args[2], *zxid = args[4], *time = args[5];
     PyObject *path = SLOT(body, toff[R_PATH]), *data = SLOT(body, toff[R_DATA]);  /* borrowed */
     PyObject *version = SLOT(body, toff[R_VERSION]);
-    TreeParts tp = {NULL, NULL, NULL};
+    TreeParts tp = {NULL, NULL, NULL, {NULL, NULL, NULL}};
     PyObject *digest = NULL, *delta = NULL, *sum = NULL;
     PyObject *stat = NULL, *result = NULL;
     int64_t v[N_VALUES], version_v, zxid_v, time_v;
@@ -2234,7 +2296,7 @@ apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
             || !as_int64(version, INT32_MIN, INT32_MAX, &version_v) || !as_int64(zxid, INT64_MIN, INT64_MAX, &zxid_v)
             || !as_int64(time, INT64_MIN, INT64_MAX, &time_v))
         goto python;
-    if (!tree_parts(tree, &tp))
+    if (!tree_parts(tree, spec, SA_TREE, &tp))
         goto python;
     PyObject *node = PyDict_GetItemWithError(tp.nodes, path);  /* borrowed; the tree holds it */
     if (node == NULL) {
@@ -2253,7 +2315,7 @@ apply_set_data(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     v[N_VERSION] = version_v;
     if ((digest = PyLong_FromUnsignedLong(digest_of(p, plen, data, v))) == NULL
             || (delta = PyNumber_Subtract(digest, old)) == NULL || (sum = PyNumber_Add(tp.total, delta)) == NULL
-            || PyObject_SetAttr(tree, str_tree_digest, sum) < 0)
+            || set_field(tree, &tp.l, TF_DIGEST, sum) < 0)
         goto done;
     Py_SETREF(SLOT(node, nv->off[N_DATA]), Py_NewRef(data));
     Py_SETREF(SLOT(node, nv->off[N_MTIME]), Py_NewRef(time));
@@ -2290,18 +2352,19 @@ done:
 static PyMethodDef apply_set_data_def = {"set_data", (PyCFunction)(void (*)(void))apply_set_data, METH_FASTCALL,
                                          "set_data(tree, t, body, client_id, zxid, time) -> TxnResult."};
 
-/* set_data_applier(node_view, SetDataTxn, TxnResult, py_set_data, event_type) -> set_data */
+/* set_data_applier(node_view, SetDataTxn, TxnResult, py_set_data, event_type, DataTree) -> set_data */
 static PyObject *
 set_data_applier(PyObject *module, PyObject *args)
 {
-    PyObject *view, *txn, *result, *py, *event;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO!:set_data_applier", &NodeViewType, &view, &PyType_Type, &txn,
-                          &PyType_Type, &result, &py, &PyLong_Type, &event))
+    PyObject *view, *txn, *result, *py, *event, *tree;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!:set_data_applier", &NodeViewType, &view, &PyType_Type, &txn,
+                          &PyType_Type, &result, &py, &PyLong_Type, &event, &PyType_Type, &tree))
         return NULL;
     PyObject *offsets = slot_offsets(txn, request_slots, R_COUNT);
     if (offsets == NULL)
         return NULL;
-    return function_of(&apply_set_data_def, Py_BuildValue("(OONOOO)", view, txn, offsets, result, py, event));
+    return function_of(&apply_set_data_def, Py_BuildValue("(OONOOON)", view, txn, offsets, result, py, event,
+                                                          layout(tree, tree_fields, TF_COUNT)));
 }
 
 /* -- create apply ------------------------------------------------------------------------- */
@@ -2313,7 +2376,8 @@ set_data_applier(PyObject *module, PyObject *args)
  * digest and the tree's, the listener's two triggers and the new Stat are the Python method's.
  * Every other call goes to the Python method before anything is changed. The function's `self`
  * is the tuple made by create_applier. */
-enum { CA_VIEW, CA_TXN, CA_TXN_OFFSETS, CA_RESULT, CA_PY, CA_TYPES, CA_CREATED, CA_CHILDREN_CHANGED, CA_COUNT };
+enum { CA_VIEW, CA_TXN, CA_TXN_OFFSETS, CA_RESULT, CA_PY, CA_TYPES, CA_CREATED, CA_CHILDREN_CHANGED, CA_TREE,
+       CA_COUNT };
 enum { K_PATH, K_DATA, K_ACL, K_EPHEMERAL, K_PARENT_CVERSION, K_COUNT };
 static const char *create_txn_slots[K_COUNT] = {"path", "data", "acl", "ephemeral", "parentCVersion"};
 static PyObject *str_intern_acl;
@@ -2332,7 +2396,7 @@ apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     PyObject *tree = args[0], *t = args[1], *body = args[2], *zxid = args[4], *time = args[5];
     PyObject *path = SLOT(body, koff[K_PATH]), *data = SLOT(body, koff[K_DATA]);  /* borrowed */
     PyObject *acl_in = SLOT(body, koff[K_ACL]), *pcv = SLOT(body, koff[K_PARENT_CVERSION]);
-    TreeParts tp = {NULL, NULL, NULL};
+    TreeParts tp = {NULL, NULL, NULL, {NULL, NULL, NULL}};
     PyObject *parent_path = NULL, *parent = NULL, *acl = NULL;
     PyObject *name = NULL, *fresh = NULL, *cversion = NULL, *pdigest = NULL, *node = NULL, *ndigest = NULL;
     PyObject *sum = NULL, *stat = NULL, *result = NULL;
@@ -2346,7 +2410,7 @@ apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
         goto python;
     Py_ssize_t len = PyUnicode_GET_LENGTH(path);
     Py_ssize_t cut = PyUnicode_FindChar(path, '/', 0, len, -1);
-    if (cut < 0 || !tree_parts(tree, &tp))
+    if (cut < 0 || !tree_parts(tree, spec, CA_TREE, &tp))
         goto python;
     if ((parent_path = parent_path_of(path, cut)) == NULL)
         goto python;
@@ -2399,7 +2463,7 @@ apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
             PySet_Discard(children, name);
         goto done;
     }
-    if (PyObject_SetAttr(tree, str_tree_digest, sum) < 0) {
+    if (set_field(tree, &tp.l, TF_DIGEST, sum) < 0) {
         PyDict_DelItem(tp.nodes, path);
         if (fresh == NULL)
             PySet_Discard(children, name);
@@ -2455,20 +2519,22 @@ done:
 static PyMethodDef apply_create_def = {"create", (PyCFunction)(void (*)(void))apply_create, METH_FASTCALL,
                                        "create(tree, t, body, client_id, zxid, time) -> TxnResult."};
 
-/* create_applier(node_view, CreateTxn, TxnResult, py_create, types, created, children_changed) -> create */
+/* create_applier(node_view, CreateTxn, TxnResult, py_create, types, created, children_changed, DataTree)
+ * -> create */
 static PyObject *
 create_applier(PyObject *module, PyObject *args)
 {
-    PyObject *view, *txn, *result, *py, *types, *created, *changed;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!:create_applier", &NodeViewType, &view, &PyType_Type, &txn,
+    PyObject *view, *txn, *result, *py, *types, *created, *changed, *tree;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!O!:create_applier", &NodeViewType, &view, &PyType_Type, &txn,
                           &PyType_Type, &result, &py, &PyFrozenSet_Type, &types, &PyLong_Type, &created,
-                          &PyLong_Type, &changed))
+                          &PyLong_Type, &changed, &PyType_Type, &tree))
         return NULL;
     PyObject *offsets = slot_offsets(txn, create_txn_slots, K_COUNT);
     if (offsets == NULL)
         return NULL;
     return function_of(&apply_create_def,
-                       Py_BuildValue("(OONOOOOO)", view, txn, offsets, result, py, types, created, changed));
+                       Py_BuildValue("(OONOOOOON)", view, txn, offsets, result, py, types, created, changed,
+                                     layout(tree, tree_fields, TF_COUNT)));
 }
 
 /* -- delete apply ------------------------------------------------------------------------- */
@@ -2480,7 +2546,7 @@ create_applier(PyObject *module, PyObject *args)
  * Python method before anything is changed. The function's `self` is the tuple made by
  * delete_applier. */
 enum { DA_VIEW, DA_TXN, DA_PATH_OFFSET, DA_RESULT, DA_PY, DA_NO_CHILDREN, DA_DELETED, DA_CHILDREN_CHANGED,
-       DA_COUNT };
+       DA_TREE, DA_COUNT };
 
 static PyObject *
 apply_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
@@ -2492,7 +2558,7 @@ apply_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t poff = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, DA_PATH_OFFSET));
     PyObject *tree = args[0], *t = args[1], *zxid = args[4];
     PyObject *path = SLOT(args[2], poff);  /* borrowed */
-    TreeParts tp = {NULL, NULL, NULL};
+    TreeParts tp = {NULL, NULL, NULL, {NULL, NULL, NULL}};
     PyObject *parent_path = NULL, *parent = NULL, *node = NULL;
     PyObject *name = NULL, *pdigest = NULL, *sum = NULL, *result = NULL;
     int64_t pv[N_VALUES], v[N_VALUES], zxid_v;
@@ -2501,7 +2567,7 @@ apply_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
         goto python;
     Py_ssize_t len = PyUnicode_GET_LENGTH(path);
     Py_ssize_t cut = PyUnicode_FindChar(path, '/', 0, len, -1);
-    if (cut < 0 || !tree_parts(tree, &tp))
+    if (cut < 0 || !tree_parts(tree, spec, DA_TREE, &tp))
         goto python;
     if ((parent_path = parent_path_of(path, cut)) == NULL
             || (name = PyUnicode_Substring(path, cut + 1, len)) == NULL)
@@ -2531,10 +2597,10 @@ apply_delete(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     Py_XDECREF(delta);
     sum = less == NULL ? NULL : PyNumber_Add(tp.total, less);
     Py_XDECREF(less);
-    if (sum == NULL || PyObject_SetAttr(tree, str_tree_digest, sum) < 0)
+    if (sum == NULL || set_field(tree, &tp.l, TF_DIGEST, sum) < 0)
         goto done;
     if (PyDict_DelItem(tp.nodes, path) < 0) {  /* present: it cannot fail but for memory */
-        PyObject_SetAttr(tree, str_tree_digest, tp.total);
+        set_field(tree, &tp.l, TF_DIGEST, tp.total);
         goto done;
     }
     /* nothing can fail from here to the triggers */
@@ -2582,72 +2648,25 @@ done:
 static PyMethodDef apply_delete_def = {"delete", (PyCFunction)(void (*)(void))apply_delete, METH_FASTCALL,
                                        "delete(tree, t, body, client_id, zxid, time) -> TxnResult."};
 
-/* delete_applier(node_view, DeleteTxn, TxnResult, py_delete, no_children, deleted, children_changed) -> delete */
+/* delete_applier(node_view, DeleteTxn, TxnResult, py_delete, no_children, deleted, children_changed, DataTree)
+ * -> delete */
 static PyObject *
 delete_applier(PyObject *module, PyObject *args)
 {
-    PyObject *view, *txn, *result, *py, *none, *deleted, *changed;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!:delete_applier", &NodeViewType, &view, &PyType_Type, &txn,
+    PyObject *view, *txn, *result, *py, *none, *deleted, *changed, *tree;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!O!:delete_applier", &NodeViewType, &view, &PyType_Type, &txn,
                           &PyType_Type, &result, &py, &PyFrozenSet_Type, &none, &PyLong_Type, &deleted,
-                          &PyLong_Type, &changed))
+                          &PyLong_Type, &changed, &PyType_Type, &tree))
         return NULL;
     Py_ssize_t off = slot_offset((PyTypeObject *)txn, str_path);
     if (off < 0)
         return NULL;
     return function_of(&apply_delete_def,
-                       Py_BuildValue("(OOnOOOOO)", view, txn, off, result, py, none, deleted, changed));
+                       Py_BuildValue("(OOnOOOOON)", view, txn, off, result, py, none, deleted, changed,
+                                     layout(tree, tree_fields, TF_COUNT)));
 }
 
 /* -- the write pipeline: a reply's completion, a txn's apply and commit, a request's prep -- */
-
-/* The attributes of a class that these functions read (and write) by their slots' offsets: the
- * class, and the offsets of the slots named in a layout's list, as made by `layout`. An object
- * of another class (a subclass too), or whose slot is unset, is read by name as Python would. */
-typedef struct {
-    PyTypeObject *type;
-    const Py_ssize_t *off;
-    const char *const *names;
-} Layout;
-
-/* (cls, its slots' offsets) for a spec; NULL with an exception. */
-static PyObject *
-layout(PyObject *cls, const char *const *names, int count)
-{
-    PyObject *off = slot_offsets(cls, (const char **)names, count);
-    return off == NULL ? NULL : Py_BuildValue("(ON)", cls, off);
-}
-
-static Layout
-layout_at(PyObject *spec, int i, const char *const *names)
-{
-    PyObject *pair = PyTuple_GET_ITEM(spec, i);
-    Layout l = {(PyTypeObject *)PyTuple_GET_ITEM(pair, 0),
-                (const Py_ssize_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(pair, 1)), names};
-    return l;
-}
-
-/* `obj`'s attribute `i` of `l`, a new reference; NULL with Python's exception. */
-static PyObject *
-field(PyObject *obj, const Layout *l, int i)
-{
-    if (Py_IS_TYPE(obj, l->type)) {
-        PyObject *v = SLOT(obj, l->off[i]);
-        if (v != NULL)
-            return Py_NewRef(v);
-    }
-    return PyObject_GetAttrString(obj, l->names[i]);
-}
-
-/* Set `obj`'s attribute `i` of `l` to `v`; -1 with Python's exception. */
-static int
-set_field(PyObject *obj, const Layout *l, int i, PyObject *v)
-{
-    if (Py_IS_TYPE(obj, l->type)) {
-        Py_XSETREF(SLOT(obj, l->off[i]), Py_NewRef(v));
-        return 0;
-    }
-    return PyObject_SetAttrString(obj, l->names[i], v);
-}
 
 enum { CN_PENDING, CN_OUT, CN_LATER, CN_SERVER, CN_READ_ONLY, CN_SESSION_ID, CN_AUTH_IDS, CN_RECEIVED_AT,
        CN_COUNT };
@@ -2658,10 +2677,6 @@ static const char *const server_fields[SV_COUNT] = {"tree", "waiting", "snapshot
                                                     "consensus"};
 enum { SN_LOGGED, SN_THRESHOLD, SN_COUNT };
 static const char *const snapshotter_fields[SN_COUNT] = {"logged", "threshold"};
-enum { TF_OPS, TF_LAST_ZXID, TF_COUNT };
-static const char *const tree_fields[TF_COUNT] = {"_ops", "last_zxid"};
-enum { PF_HANDLERS, PF_SESSIONS, PF_NOW_MS, PF_ORDER, PF_PENDING, PF_UNDO, PF_COUNT };
-static const char *const prep_fields[PF_COUNT] = {"_handlers", "sessions", "now_ms", "_order", "_pending", "_undo"};
 enum { CF_ZXID, CF_PATH, CF_COUNT };
 static const char *const change_fields[CF_COUNT] = {"zxid", "path"};
 enum { TK_SESSIONS, TK_COUNT };
@@ -3758,17 +3773,23 @@ static PyMethodDef module_methods[] = {
     {"txn_encoder", txn_encoder, METH_VARARGS,
      "txn_encoder(Txn, bodies, digest_codec, multi_type, py_encode_txn) -> encode_txn(txn)."},
     {"set_data_prepper", set_data_prepper, METH_VARARGS,
-     "set_data_prepper(node_view, Change, SetDataRequest, SetDataTxn, py_set_data, perm_write) -> set_data(prep, t, rec, request, zxid)."},
+     "set_data_prepper(node_view, Change, SetDataRequest, SetDataTxn, py_set_data, perm_write, Prep, DataTree) "
+     "-> set_data(prep, t, rec, request, zxid)."},
     {"create_prepper", create_prepper, METH_VARARGS,
-     "create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types, validate_path) -> create(prep, t, rec, request, zxid)."},
+     "create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types, validate_path, Prep, "
+     "DataTree) -> create(prep, t, rec, request, zxid)."},
     {"delete_prepper", delete_prepper, METH_VARARGS,
-     "delete_prepper(node_view, Change, DeleteRequest, DeleteTxn, py_delete, perm_delete) -> delete(prep, t, rec, request, zxid)."},
+     "delete_prepper(node_view, Change, DeleteRequest, DeleteTxn, py_delete, perm_delete, Prep, DataTree) "
+     "-> delete(prep, t, rec, request, zxid)."},
     {"create_applier", create_applier, METH_VARARGS,
-     "create_applier(node_view, CreateTxn, TxnResult, py_create, types, created, children_changed) -> create(tree, t, body, client_id, zxid, time)."},
+     "create_applier(node_view, CreateTxn, TxnResult, py_create, types, created, children_changed, DataTree) "
+     "-> create(tree, t, body, client_id, zxid, time)."},
     {"delete_applier", delete_applier, METH_VARARGS,
-     "delete_applier(node_view, DeleteTxn, TxnResult, py_delete, no_children, deleted, children_changed) -> delete(tree, t, body, client_id, zxid, time)."},
+     "delete_applier(node_view, DeleteTxn, TxnResult, py_delete, no_children, deleted, children_changed, "
+     "DataTree) -> delete(tree, t, body, client_id, zxid, time)."},
     {"set_data_applier", set_data_applier, METH_VARARGS,
-     "set_data_applier(node_view, SetDataTxn, TxnResult, py_set_data, event_type) -> set_data(tree, t, body, client_id, zxid, time)."},
+     "set_data_applier(node_view, SetDataTxn, TxnResult, py_set_data, event_type, DataTree) "
+     "-> set_data(tree, t, body, client_id, zxid, time)."},
     {"completer", completer, METH_VARARGS,
      "completer(OwedWrite, ServerConnection, ZKServer, py_complete) -> complete(conn, write, reply)."},
     {"tree_applier", tree_applier, METH_VARARGS, "tree_applier(Txn, DataTree, py_apply) -> apply(tree, txn)."},
@@ -3815,10 +3836,8 @@ PyInit__native(void)
     if (str_last == NULL || str_bytes_of == NULL || str_maker == NULL || str_native_codec == NULL || str_path == NULL)
         return NULL;
     static const struct { PyObject **name; const char *text; } names[] = {
-        {&str_pending, "_pending"}, {&str_tree, "tree"}, {&str_nodes, "nodes"}, {&str_undo, "_undo"},
-        {&str_order, "_order"}, {&str_perms, "perms"},
-        {&str_id, "id"}, {&str_scheme, "scheme"}, {&str_append, "append"}, {&str_tree_digest, "_digest"},
-        {&str_listener, "listener"}, {&str_triggered, "triggered"}, {&str_access, "access"},
+        {&str_perms, "perms"}, {&str_id, "id"}, {&str_scheme, "scheme"}, {&str_append, "append"},
+        {&str_triggered, "triggered"}, {&str_access, "access"},
         {&str_fixup, "fixup"}, {&str_auth, "auth"}, {&str_session_id, "session_id"}, {&str_root, "/"},
         {&str_intern_acl, "intern_acl"}, {&str_zookeeper, "/zookeeper"},
         {&str_popleft, "popleft"}, {&str_apply, "apply"}, {&str_complete, "complete"}, {&str_submit, "submit"},

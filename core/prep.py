@@ -111,7 +111,7 @@ class Prep:
     """PrepRequestProcessor: turns write requests into txns; see the module doc."""
 
     # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
-    __slots__ = ("_handlers", "sessions", "now_ms", "_order", "_pending", "_undo", "__dict__", "__weakref__")
+    __slots__ = ("_handlers", "sessions", "now_ms", "_order", "_pending", "_undo", "tree", "__dict__", "__weakref__")
 
     def __init__(self, tree: DataTree, access: AccessControl, sessions: SessionTracker,
                  extended_types: bool, now_ms: Callable[[], int]) -> None:
@@ -416,9 +416,9 @@ if native.MODULE is not None and NODE_VIEW is not None:
         Request, Txn, Prep, SessionTracker, Session, _NO_SESSION_CHECK | {_CHECK}, PY_PREP, ZKError,
         _error_txn, int(_MULTI), _MULTI_PLAIN, frozenset({OpCode.create, OpCode.create2}), CreateRequest))
     Prep._set_data = native.method(native.MODULE.set_data_prepper(  # type: ignore[method-assign]
-        NODE_VIEW, _Change, SetDataRequest, SetDataTxn, PY_SET_DATA, int(_PERM_WRITE)))
+        NODE_VIEW, _Change, SetDataRequest, SetDataTxn, PY_SET_DATA, int(_PERM_WRITE), Prep, DataTree))
     Prep._create = native.method(native.MODULE.create_prepper(  # type: ignore[method-assign]
         NODE_VIEW, _Change, CreateRequest, CreateTxn, PY_CREATE, int(_PERM_CREATE),
-        frozenset({OpCode.create, OpCode.create2}), validate_path))
+        frozenset({OpCode.create, OpCode.create2}), validate_path, Prep, DataTree))
     Prep._delete = native.method(native.MODULE.delete_prepper(  # type: ignore[method-assign]
-        NODE_VIEW, _Change, DeleteRequest, DeleteTxn, PY_DELETE, int(_PERM_DELETE)))
+        NODE_VIEW, _Change, DeleteRequest, DeleteTxn, PY_DELETE, int(_PERM_DELETE), Prep, DataTree))

@@ -195,7 +195,7 @@ class DataTree:
     tree digest of quorum.md 3.2 (signed 64-bit)."""
 
     # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
-    __slots__ = ("_ops", "last_zxid", "__dict__", "__weakref__")
+    __slots__ = ("_ops", "last_zxid", "nodes", "_digest", "listener", "__dict__", "__weakref__")
 
     nodes: dict[str, Node]
     last_zxid: int
@@ -543,10 +543,10 @@ if NODE_VIEW is not None:
     DataTree._multi = native.method(native.MODULE.multi_applier(  # type: ignore[method-assign]
         DataTree, TxnResult, PY_MULTI, int(_ERROR), _NOT_IN_MULTI))
     DataTree._set_data = native.method(native.MODULE.set_data_applier(  # type: ignore[method-assign]
-        NODE_VIEW, SetDataTxn, TxnResult, PY_SET_DATA, int(_NODE_DATA_CHANGED)))
+        NODE_VIEW, SetDataTxn, TxnResult, PY_SET_DATA, int(_NODE_DATA_CHANGED), DataTree))
     DataTree._create = native.method(native.MODULE.create_applier(  # type: ignore[method-assign]
         NODE_VIEW, CreateTxn, TxnResult, PY_CREATE, frozenset({OpCode.create, OpCode.create2}),
-        int(_NODE_CREATED), int(_NODE_CHILDREN_CHANGED)))
+        int(_NODE_CREATED), int(_NODE_CHILDREN_CHANGED), DataTree))
     DataTree._delete = native.method(native.MODULE.delete_applier(  # type: ignore[method-assign]
         NODE_VIEW, DeleteTxn, TxnResult, PY_DELETE, NO_CHILDREN, int(_NODE_DELETED),
-        int(_NODE_CHILDREN_CHANGED)))
+        int(_NODE_CHILDREN_CHANGED), DataTree))

@@ -417,7 +417,7 @@ def test_a_set_data_is_prepped_in_c_as_in_python(plan: Any, data: st.DataObject)
 @needs_native
 def test_a_plain_set_data_is_prepped_without_the_python_method() -> None:
     assert native.MODULE is not None
-    set_data = native.MODULE.set_data_prepper(NODE_VIEW, _Change, SetDataRequest, SetDataTxn, _handed_to_python, 2)
+    set_data = native.MODULE.set_data_prepper(NODE_VIEW, _Change, SetDataRequest, SetDataTxn, _handed_to_python, 2, Prep, DataTree)
     prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x"), 3, 0), None)}, True))
     request = Request(5, 6, OpCode.setData, None, b"", [])
     assert set_data(prep, OpCode.setData, SetDataRequest("/a", b"v", 4), request, 10) == SetDataTxn("/a", b"v", 5)
@@ -449,7 +449,7 @@ def test_a_plain_create_is_prepped_without_the_python_method() -> None:
     assert native.MODULE is not None
     create = native.MODULE.create_prepper(NODE_VIEW, _Change, CreateRequest, core.records.CreateTxn,
                                           _handed_to_python, 4, frozenset({OpCode.create, OpCode.create2}),
-                                          validate_path)
+                                          validate_path, Prep, DataTree)
     prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x"), 3, 0), None)}, False))
     request = Request(5, 6, OpCode.create, None, b"", [])
     made = [create(prep, OpCode.create, CreateRequest("/a/s", b"v", list(_OPEN), flags), request, zxid)
@@ -483,7 +483,7 @@ def test_a_delete_is_prepped_in_c_as_in_python(plan: Any, data: st.DataObject) -
 def test_a_plain_delete_is_prepped_without_the_python_method() -> None:
     assert native.MODULE is not None
     delete = native.MODULE.delete_prepper(NODE_VIEW, _Change, DeleteRequest, core.records.DeleteTxn,
-                                          _handed_to_python, 8)
+                                          _handed_to_python, 8, Prep, DataTree)
     prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x"), 3, 0), None),
                         "/a/x0000000003": ((2, tuple(_OPEN), frozenset(), 3, 0), None)}, False))
     request = Request(5, 6, OpCode.delete, None, b"", [])
@@ -567,7 +567,7 @@ def test_a_create_is_applied_in_c_as_in_python(parent: Node, parent_path: str, d
 def test_a_plain_create_is_applied_without_the_python_method() -> None:
     assert native.MODULE is not None
     create = native.MODULE.create_applier(NODE_VIEW, core.records.CreateTxn, TxnResult, _handed_to_python,
-                                          frozenset({OpCode.create}), 1, 4)
+                                          frozenset({OpCode.create}), 1, 4, DataTree)
     tree = DataTree(_Recorder())
     root, digest = tree.nodes["/"], tree.digest
     result = create(tree, OpCode.create, core.records.CreateTxn("/a", b"v", list(_OPEN), False, -1), 1, 2, 6)
@@ -609,7 +609,7 @@ def test_a_delete_is_applied_in_c_as_in_python(parent: Node, node: Node, parent_
 def test_a_plain_delete_is_applied_without_the_python_method() -> None:
     assert native.MODULE is not None
     delete = native.MODULE.delete_applier(NODE_VIEW, core.records.DeleteTxn, TxnResult, _handed_to_python,
-                                          NO_CHILDREN, 2, 4)
+                                          NO_CHILDREN, 2, 4, DataTree)
     tree, twin = DataTree(_Recorder()), DataTree(_Recorder())
     for t in (tree, twin):
         t.apply(Txn(1, 1, 1, 5, OpCode.create, core.records.CreateTxn("/a", b"v", list(_OPEN), False, -1)))
@@ -626,7 +626,7 @@ def test_a_plain_delete_is_applied_without_the_python_method() -> None:
 @needs_native
 def test_a_plain_set_data_is_applied_without_the_python_method() -> None:
     assert native.MODULE is not None
-    set_data = native.MODULE.set_data_applier(NODE_VIEW, SetDataTxn, TxnResult, _handed_to_python, 3)
+    set_data = native.MODULE.set_data_applier(NODE_VIEW, SetDataTxn, TxnResult, _handed_to_python, 3, DataTree)
     tree = DataTree(_Recorder())
     tree.apply(Txn(1, 1, 1, 5, OpCode.create, core.records.CreateTxn("/a", b"v", list(_OPEN), False, -1)))
     node, digest = tree.nodes["/a"], tree.digest
