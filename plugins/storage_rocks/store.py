@@ -20,7 +20,11 @@ Keys (zxids as 8 bytes big-endian, so byte order is zxid order) and the rules ke
     the txn's bytes): read, truncated and purged as the batches are, never written. Every zxid
     in it is below the batches', so the log reads on from it into them.
 ``snap/<zxid><seq: 4 bytes>`` -> a chunk of the snapshot at zxid, as the caller gave it
-    Written one key at a time, without a sync, so a snapshot never sits whole in memory here.
+    Written one key at a time, so a snapshot never sits whole in memory here, and past the WAL:
+    a snapshot is tens of megabytes, which the WAL would write once more and which every synced
+    append would wait behind. Values of 64 KiB and more (the chunks; a big batch too) go to blob
+    files, which compactions do not rewrite. The memtable is then flushed (RocksDB syncs the
+    files it writes), so the chunks are durable before:
 ``snapdone/<zxid>`` -> size (8 bytes) + CRC32 (4) + chunk count (4) of the whole snapshot
     Written last, synced: a snapshot without it is incomplete and never loaded (``purge``
     removes it). A size, CRC or count mismatch on load falls back to the previous one (logged).
@@ -52,6 +56,7 @@ _ZXID = struct.Struct(">Q")
 _SEQ = struct.Struct(">I")
 _CRC = struct.Struct(">I")
 _HEAD = struct.Struct(">QII")  # snapdone/ value: size, crc, chunk count
+_MIN_BLOB = 1 << 16
 
 LOG, BATCH, CHUNK, DONE, META = b"log/", b"batch/", b"snap/", b"snapdone/", b"meta/"
 
@@ -110,6 +115,9 @@ class RocksStore:
         self._sync = WriteOptions()
         self._sync.sync = force_sync
         self._nosync = WriteOptions()
+        self._no_wal = WriteOptions()
+        # a property, which rocksdict's stub declares as a method
+        self._no_wal.disable_wal = True  # type: ignore[method-assign, assignment]
         self._last = 0
 
     # -- opening and closing ------------------------------------------------------------------
@@ -120,6 +128,8 @@ class RocksStore:
         self._path = claim_store_dir(self._data_dir, NAME)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        options.set_enable_blob_files(True)
+        options.set_min_blob_size(_MIN_BLOB)
         if separate_log_dir(self._data_dir, self._log_dir):
             options.set_wal_dir(os.path.join(claim_store_dir(self._log_dir, NAME), "wal"))
         try:
@@ -173,6 +183,13 @@ class RocksStore:
             raise
         except Exception as e:  # rocksdict raises plain Exceptions carrying RocksDB's status
             raise StoreError(f"{self._path}: write failed: {e}") from e
+
+    def _flush(self) -> None:
+        """Write the memtable to files, synced (what was written past the WAL is durable then)."""
+        try:
+            self._opened().flush(True)
+        except Exception as e:  # rocksdict raises plain Exceptions carrying RocksDB's status
+            raise StoreError(f"{self._path}: flush failed: {e}") from e
 
     def _range(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """The (key, value) pairs whose key starts with `prefix`, from `start` on, in order."""
@@ -248,7 +265,8 @@ class RocksStore:
     # -- snapshots ----------------------------------------------------------------------------
 
     def save_snapshot(self, zxid: int, chunks: Iterable[bytes]) -> None:
-        """Write the chunks one key each, unsynced, then the snapshot's snapdone/ key, synced."""
+        """Write the chunks one key each past the WAL, flush them, then write the snapshot's
+        snapdone/ key, synced."""
         prefix = _key(CHUNK, zxid)
         batch = WriteBatch(raw_mode=True)
         batch.delete(_key(DONE, zxid))
@@ -260,10 +278,11 @@ class RocksStore:
                 continue
             batch = WriteBatch(raw_mode=True)
             batch.put(prefix + _SEQ.pack(seq), bytes(chunk))
-            self._write(batch, self._nosync)
+            self._write(batch, self._no_wal)
             crc = zlib.crc32(chunk, crc)
             size += len(chunk)
             seq += 1
+        self._flush()
         batch = WriteBatch(raw_mode=True)
         batch.put(_key(DONE, zxid), _HEAD.pack(size, crc, seq))
         self._write(batch)
