@@ -2669,9 +2669,9 @@ delete_applier(PyObject *module, PyObject *args)
 /* -- the write pipeline: a reply's completion, a txn's apply and commit, a request's prep -- */
 
 enum { CN_PENDING, CN_OUT, CN_LATER, CN_SERVER, CN_READ_ONLY, CN_SESSION_ID, CN_AUTH_IDS, CN_RECEIVED_AT,
-       CN_COUNT };
+       CN_REPLIED_NOW, CN_COUNT };
 static const char *const conn_fields[CN_COUNT] = {"pending", "out", "replied_later", "server", "read_only",
-                                                  "session_id", "auth_ids", "received_at"};
+                                                  "session_id", "auth_ids", "received_at", "replied_now"};
 enum { SV_TREE, SV_WAITING, SV_SNAPSHOTTER, SV_DIRTY, SV_CONFIG, SV_STATS, SV_CONSENSUS, SV_COUNT };
 static const char *const server_fields[SV_COUNT] = {"tree", "waiting", "snapshotter", "dirty", "config", "stats",
                                                     "consensus"};
@@ -3428,9 +3428,77 @@ split_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* request(server, conn, frame) for core.server's ZKServer.request, for a write of WRITE_REQUESTS:
  * its record decoded as decode_record does (None when it does not decode or names no path) and
- * the write submitted; for a multi, its ops decoded by decode_multi and the multi submitted; every
- * other request to the Python method. */
-enum { RS_WRITES, RS_DECODE_ERRORS, RS_PY, RS_MULTI, RS_DECODE_MULTI, RS_MULTI_OPS, RS_COUNT };
+ * the write submitted; for a multi, its ops decoded by decode_multi and the multi submitted; for
+ * a getData or exists, plain_read; every other request to the Python method. */
+enum { RS_WRITES, RS_DECODE_ERRORS, RS_PY, RS_MULTI, RS_DECODE_MULTI, RS_MULTI_OPS, RS_VIEW, RS_SERVER, RS_CONN,
+       RS_TREE, RS_GET_DATA, RS_EXISTS, RS_OPEN, RS_PERM_READ, RS_COUNT };
+static PyObject *str_data_reply;
+
+/* A getData or exists without a watch, from a connection with no reply owed before it, of a node
+ * that world:anyone may read: its reply frame (the node's GetDataResponse, or its Stat) queued on
+ * the connection as ZKServer.request queues it. 1 when answered; 0 (no exception) for the Python
+ * method: a watch, a missing node, other ACLs, an odd packet; -1 with an exception. */
+static int
+plain_read(PyObject *spec, PyObject *server, PyObject *conn, const unsigned char *p, Py_ssize_t len, int exists)
+{
+    int32_t n = len >= 13 ? (int32_t)be32(p + 8) : -1;
+    if (n <= 0 || (Py_ssize_t)n + 12 >= len || p[12 + n] != 0)
+        return 0;
+    NodeView *nv = (NodeView *)PyTuple_GET_ITEM(spec, RS_VIEW);
+    Layout sv = layout_at(spec, RS_SERVER, server_fields), cn = layout_at(spec, RS_CONN, conn_fields);
+    Layout tr = layout_at(spec, RS_TREE, tree_fields);
+    PyObject *pending = field(conn, &cn, CN_PENDING), *path = NULL, *tree = NULL, *nodes = NULL, *node = NULL;
+    PyObject *reply = NULL, *zxid = NULL, *out = NULL, *frame = NULL, *count = NULL, *more = NULL;
+    int64_t last;
+    int r = -1;
+    Py_ssize_t owed = pending == NULL ? -1 : PyObject_Length(pending);
+    if (owed != 0 || (path = PyUnicode_DecodeUTF8((const char *)p + 12, n, NULL)) == NULL
+            || (tree = field(server, &sv, SV_TREE)) == NULL || (nodes = field(tree, &tr, TF_NODES)) == NULL
+            || !PyDict_CheckExact(nodes) || (node = Py_XNewRef(PyDict_GetItemWithError(nodes, path))) == NULL
+            || !Py_IS_TYPE(node, nv->node_type) || SLOT(node, nv->off[N_ACL]) == NULL
+            || !world_allows(PyTuple_GET_ITEM(spec, RS_OPEN), SLOT(node, nv->off[N_ACL]),
+                             PyLong_AsLong(PyTuple_GET_ITEM(spec, RS_PERM_READ)))) {
+        PyErr_Clear();
+        r = 0;
+        goto done;
+    }
+    reply = Py_XNewRef(SLOT(node, nv->off[N_REPLY]));
+    if (reply == NULL || reply == Py_None)  /* built once per change of the node, by Node.data_reply */
+        Py_XSETREF(reply, PyObject_CallMethodNoArgs(node, str_data_reply));
+    if (reply == NULL || (zxid = field(tree, &tr, TF_LAST_ZXID)) == NULL || (out = field(conn, &cn, CN_OUT)) == NULL
+            || (count = field(conn, &cn, CN_REPLIED_NOW)) == NULL)
+        goto done;
+    if (!PyBytes_CheckExact(reply) || PyBytes_GET_SIZE(reply) < 68 || !as_int64(zxid, INT64_MIN, INT64_MAX, &last)
+            || !PyList_CheckExact(out)) {
+        r = 0;
+        goto done;
+    }
+    Py_ssize_t size = exists ? 68 : PyBytes_GET_SIZE(reply);
+    if ((frame = PyBytes_FromStringAndSize(NULL, 20 + size)) == NULL)
+        goto done;
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(frame);  /* length, ReplyHeader, body */
+    put32(w, (uint32_t)(16 + size));
+    memcpy(w + 4, p, 4);
+    put64(w + 8, (uint64_t)last);
+    put32(w + 16, 0);
+    memcpy(w + 20, PyBytes_AS_STRING(reply) + PyBytes_GET_SIZE(reply) - size, size);
+    if (PyList_Append(out, frame) == 0 && (more = PyNumber_Add(count, one)) != NULL
+            && set_field(conn, &cn, CN_REPLIED_NOW, more) == 0)
+        r = 1;
+done:
+    Py_XDECREF(pending);
+    Py_XDECREF(path);
+    Py_XDECREF(tree);
+    Py_XDECREF(nodes);
+    Py_XDECREF(node);
+    Py_XDECREF(reply);
+    Py_XDECREF(zxid);
+    Py_XDECREF(out);
+    Py_XDECREF(frame);
+    Py_XDECREF(count);
+    Py_XDECREF(more);
+    return r;
+}
 
 static PyObject *
 request(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
@@ -3440,10 +3508,16 @@ request(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
         return PyObject_Vectorcall(py, args, nargs, NULL);
     PyObject *frame = args[2];
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(frame);
-    PyObject *op = PyLong_FromLong((int32_t)be32(p + 4)), *xid = NULL, *decoded = NULL, *record = NULL;
+    long code = (int32_t)be32(p + 4);
+    if (code == PyLong_AsLong(PyTuple_GET_ITEM(spec, RS_GET_DATA)) || code == PyLong_AsLong(PyTuple_GET_ITEM(spec, RS_EXISTS))) {
+        int r = plain_read(spec, args[0], args[1], p, PyBytes_GET_SIZE(frame),
+                           code == PyLong_AsLong(PyTuple_GET_ITEM(spec, RS_EXISTS)));
+        return r < 0 ? NULL : r ? Py_NewRef(Py_None) : PyObject_Vectorcall(py, args, nargs, NULL);
+    }
+    PyObject *op = PyLong_FromLong(code), *xid = NULL, *decoded = NULL, *record = NULL;
     PyObject *result = NULL;
     PyObject *cls = op == NULL ? NULL : PyDict_GetItemWithError(PyTuple_GET_ITEM(spec, RS_WRITES), op);
-    int multi = op != NULL && PyObject_RichCompareBool(op, PyTuple_GET_ITEM(spec, RS_MULTI), Py_EQ) == 1;
+    int multi = code == PyLong_AsLong(PyTuple_GET_ITEM(spec, RS_MULTI));
     if (cls == NULL && !multi) {
         Py_XDECREF(op);
         return PyErr_Occurred() ? NULL : PyObject_Vectorcall(py, args, nargs, NULL);
@@ -3628,15 +3702,22 @@ static PyMethodDef submit_def = {"submit", (PyCFunction)(void (*)(void))submit, 
 static PyMethodDef applied_def = {"applied", (PyCFunction)(void (*)(void))applied, METH_FASTCALL,
                                   "applied(prep, zxid): forget the change records up to zxid."};
 
-/* requester(write_requests, decode_errors, py_request, multi_type, decode_multi, multi_ops) -> request */
+/* requester(write_requests, decode_errors, py_request, multi_type, decode_multi, multi_ops, node_view, ZKServer,
+ *           ServerConnection, DataTree, get_data_type, exists_type, perm_read) -> request */
 static PyObject *
 requester(PyObject *module, PyObject *args)
 {
-    PyObject *writes, *errors, *py, *multi, *decode_multi, *multi_ops;
-    if (!PyArg_ParseTuple(args, "O!O!OO!OO!:requester", &PyDict_Type, &writes, &PyTuple_Type, &errors, &py,
-                          &PyLong_Type, &multi, &decode_multi, &PyDict_Type, &multi_ops))
+    PyObject *writes, *errors, *py, *multi, *decode_multi, *multi_ops, *view, *server, *conn, *tree, *get, *exists;
+    PyObject *read;
+    if (!PyArg_ParseTuple(args, "O!O!OO!OO!O!O!O!O!O!O!O!:requester", &PyDict_Type, &writes, &PyTuple_Type, &errors,
+                          &py, &PyLong_Type, &multi, &decode_multi, &PyDict_Type, &multi_ops, &NodeViewType, &view,
+                          &PyType_Type, &server, &PyType_Type, &conn, &PyType_Type, &tree, &PyLong_Type, &get,
+                          &PyLong_Type, &exists, &PyLong_Type, &read))
         return NULL;
-    return function_of(&request_def, Py_BuildValue("(OOOOOO)", writes, errors, py, multi, decode_multi, multi_ops));
+    return function_of(&request_def, Py_BuildValue(
+        "(OOOOOOONNNOO[Oi]O)", writes, errors, py, multi, decode_multi, multi_ops, view,
+        layout(server, server_fields, SV_COUNT), layout(conn, conn_fields, CN_COUNT),
+        layout(tree, tree_fields, TF_COUNT), get, exists, Py_None, -1, read));
 }
 
 /* submitter(OwedWrite, ServerConnection, ZKServer, py_submit) -> submit */
@@ -3805,8 +3886,8 @@ static PyMethodDef module_methods[] = {
     {"split_frames", (PyCFunction)(void (*)(void))split_frames, METH_FASTCALL,
      "split_frames(buf, limit) -> (frames, offset, bad length or None)."},
     {"requester", requester, METH_VARARGS,
-     "requester(write_requests, decode_errors, py_request, multi_type, decode_multi, multi_ops) "
-     "-> request(server, conn, frame)."},
+     "requester(write_requests, decode_errors, py_request, multi_type, decode_multi, multi_ops, node_view, ZKServer, "
+     "ServerConnection, DataTree, get_data_type, exists_type, perm_read) -> request(server, conn, frame)."},
     {"submitter", submitter, METH_VARARGS,
      "submitter(OwedWrite, ServerConnection, ZKServer, py_submit) -> submit(server, conn, xid, op, record, frame)."},
     {"applier", applier, METH_VARARGS, "applier(Prep, Change, py_applied) -> applied(prep, zxid)."},
@@ -3837,7 +3918,7 @@ PyInit__native(void)
         return NULL;
     static const struct { PyObject **name; const char *text; } names[] = {
         {&str_perms, "perms"}, {&str_id, "id"}, {&str_scheme, "scheme"}, {&str_append, "append"},
-        {&str_triggered, "triggered"}, {&str_access, "access"},
+        {&str_triggered, "triggered"}, {&str_data_reply, "data_reply"}, {&str_access, "access"},
         {&str_fixup, "fixup"}, {&str_auth, "auth"}, {&str_session_id, "session_id"}, {&str_root, "/"},
         {&str_intern_acl, "intern_acl"}, {&str_zookeeper, "/zookeeper"},
         {&str_popleft, "popleft"}, {&str_apply, "apply"}, {&str_complete, "complete"}, {&str_submit, "submit"},

@@ -110,7 +110,8 @@ class ServerConnection(Protocol):
     """A client's TCP connection. Holds the session binding and the connection's auth ids."""
 
     # the attributes the C accelerator reads by their slots (core/_native.c); the rest in __dict__
-    __slots__ = ("server", "pending", "out", "replied_later", "read_only", "session_id", "auth_ids", "received_at")
+    __slots__ = ("server", "pending", "out", "replied_now", "replied_later", "read_only", "session_id", "auth_ids",
+                 "received_at")
 
     server: ZKServer
     transport: Any  # an ITCPTransport; zope interfaces are opaque to type checkers

@@ -42,7 +42,7 @@ from core.sessions import SessionTracker, session_password
 from core.snapshot import deserialize
 from core.snapshotter import Snapshotter
 from core.storage_thread import StorageThread
-from core.tree import STAT_SIZE, DataTree, Node, TxnResult
+from core.tree import NODE_VIEW, STAT_SIZE, DataTree, Node, TxnResult
 from core.txn import Txn, decode_txn
 from core.watches import CHILD, DATA, PERSISTENT, RECURSIVE, ConnectionDelivery, WatchManager
 
@@ -694,17 +694,19 @@ def _multi_body(results: list[TxnResult]) -> bytes:
     return b"".join(parts)
 
 
-# With the C accelerator, a write request's intake (decoded, owed, submitted), a txn's commit
-# (but for session txns and the txns whose digest is logged) and a write's completion run in C
-# (core.native), reading the server's and the connection's slots; the Python methods stay for
-# the rest (reads, read-only sessions...), and for the tests.
+# With the C accelerator, a write request's intake (decoded, owed, submitted), a getData or
+# exists without a watch of a node world:anyone may read, a txn's commit (but for session txns
+# and the txns whose digest is logged) and a write's completion run in C (core.native), reading
+# the server's and the connection's slots; the Python methods stay for the rest (other reads,
+# watches, read-only sessions...), and for the tests.
 PY_REQUEST = ZKServer.request
 PY_SUBMIT = ZKServer.submit
 PY_COMMIT = ZKServer.commit
 PY_COMPLETE = ServerConnection.complete
-if native.MODULE is not None:
+if native.MODULE is not None and NODE_VIEW is not None:
     ZKServer.request = native.method(native.MODULE.requester(  # type: ignore[method-assign]
-        WRITE_REQUESTS, RECORD_ERRORS, PY_REQUEST, int(OpCode.multi), decode_multi, MULTI_OPS))
+        WRITE_REQUESTS, RECORD_ERRORS, PY_REQUEST, int(OpCode.multi), decode_multi, MULTI_OPS, NODE_VIEW, ZKServer,
+        ServerConnection, DataTree, int(OpCode.getData), int(OpCode.exists), int(_READ)))
     ZKServer.submit = native.method(native.MODULE.submitter(  # type: ignore[method-assign]
         OwedWrite, ServerConnection, ZKServer, PY_SUBMIT))
     ZKServer.commit = native.method(native.MODULE.committer(  # type: ignore[method-assign]

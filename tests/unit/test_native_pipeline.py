@@ -21,12 +21,12 @@ from core.acl import AccessControl
 from core.connection import OwedWrite, ServerConnection, py_split_frames
 from core.errors import Code, ZKError
 from core.interfaces import Request
-from core.opcodes import OpCode
+from core.opcodes import EventType, KeeperState, OpCode, Perm
 from core.ops.stats import DIGEST_LOG_INTERVAL
 from core.prep import _MULTI_PLAIN, _NO_SESSION_CHECK, PY_APPLIED, PY_PREP, Prep, _Change, _error_txn
 from core.records import (
     ACL, CheckVersionRequest, CreateRequest, DeleteRequest, Id, MultiHeader, PathRequest, PathWatchRequest,
-    RequestHeader, SetDataRequest,
+    RequestHeader, SetDataRequest, WatcherEvent,
 )
 from core.requests import MULTI_OPS, RECORD_ERRORS, WRITE_REQUESTS, decode_multi
 from core.server import (
@@ -34,7 +34,7 @@ from core.server import (
 )
 from core.sessions import Session, SessionTracker
 from core.snapshotter import Snapshotter
-from core.tree import _NOT_IN_MULTI, PY_APPLY, PY_MULTI, DataTree, TxnResult
+from core.tree import _NOT_IN_MULTI, NODE_VIEW, PY_APPLY, PY_MULTI, DataTree, TxnResult
 from core.txn import Txn
 from tests.inprocess import Client, HeldStorage, start_server
 
@@ -182,6 +182,20 @@ def test_the_write_pipeline_answers_in_c_as_in_python(batches: Any, tmp_path_fac
 
 
 @needs_native
+@pytest.mark.parametrize("op", [OpCode.getData, OpCode.exists])
+def test_a_read_that_sets_a_watch_is_notified(op: int, tmp_path: Path) -> None:
+    server, clock, (reader, writer) = _server(tmp_path)
+    writer.conn.dataReceived(_frame(1, OpCode.create, CreateRequest("/a", b"", _OPEN, 0)))
+    clock.advance(0)
+    reader.conn.dataReceived(_frame(1, op, PathWatchRequest("/a", True)))
+    writer.conn.dataReceived(_frame(2, OpCode.setData, SetDataRequest("/a", b"v", -1)))
+    clock.advance(0)
+    (read, _), (event, body) = reader.replies()
+    assert (read.xid, read.err, event.xid) == (1, 0, -1)
+    assert body == WatcherEvent(EventType.NodeDataChanged, KeeperState.SyncConnected, "/a").encode()
+
+
+@needs_native
 def test_a_multi_that_fails_after_its_first_ops_leaves_no_change_behind(tmp_path: Path) -> None:
     """Its ops before the failure were prepped (in C) and are rolled back before the Python method
     makes its error txns; the writes pipelined behind it see the tree as if it had not run."""
@@ -207,9 +221,9 @@ def _handed_to_python(*args: Any) -> Any:
     raise AssertionError("handed to the Python method")
 
 
-def _reads_only(server: ZKServer, conn: ServerConnection, frame: bytes) -> None:
-    """ZKServer.request for the plain test's read; its writes must not come here."""
-    assert struct.unpack_from(">i", frame, 4)[0] == OpCode.getData
+def _queued_reads_only(server: ZKServer, conn: ServerConnection, frame: bytes) -> None:
+    """ZKServer.request for the plain test's read behind writes; no other request may come here."""
+    assert struct.unpack_from(">i", frame, 4)[0] == OpCode.getData and conn.pending
     PY_REQUEST(server, conn, frame)
 
 
@@ -219,8 +233,9 @@ def test_a_plain_write_runs_its_pipeline_without_the_python_methods(tmp_path: Pa
     m = native.MODULE
     server, clock, (client, _) = _server(tmp_path)
     plain = [(cls, name, native.method(f)) for cls, name, f in [
-        (ZKServer, "request", m.requester(WRITE_REQUESTS, RECORD_ERRORS, _reads_only, int(OpCode.multi),
-                                          decode_multi, MULTI_OPS)),
+        (ZKServer, "request", m.requester(WRITE_REQUESTS, RECORD_ERRORS, _queued_reads_only, int(OpCode.multi),
+                                          decode_multi, MULTI_OPS, NODE_VIEW, ZKServer, ServerConnection, DataTree,
+                                          int(OpCode.getData), int(OpCode.exists), int(Perm.READ))),
         (ZKServer, "submit", m.submitter(OwedWrite, ServerConnection, ZKServer, _handed_to_python)),
         (Prep, "applied", m.applier(Prep, _Change, _handed_to_python)),
         (Prep, "prep", m.prepper(Request, Txn, Prep, SessionTracker, Session,
@@ -254,6 +269,12 @@ def test_a_plain_write_runs_its_pipeline_without_the_python_methods(tmp_path: Pa
     assert replies[5][1][:15] == _MULTI_OK_HEADERS[OpCode.create] + b"\x00\x00\x00\x02/m"
     assert replies[5][1][-9:] == _MULTI_END and len(replies[5][1]) == 15 + 9 + 68 + 9
     assert server.tree.last_zxid == replies[5][0].zxid
+    with pipeline(plain):  # reads with no write before them are answered at once
+        client.conn.dataReceived(_frame(7, OpCode.getData, PathWatchRequest("/a", False))
+                                 + _frame(8, OpCode.exists, PathWatchRequest("/m", False)))
+    (get, data), (exists, stat) = client.replies()
+    assert (get.xid, get.err, get.zxid, exists.xid, exists.err) == (7, 0, server.tree.last_zxid, 8, 0)
+    assert data == server.tree.nodes["/a"].data_reply() and stat == server.tree.nodes["/m"].stat_bytes()
 
 
 @needs_native
