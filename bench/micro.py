@@ -47,6 +47,7 @@ def build() -> tuple[ZKServer, ServerConnection, Clock]:
     server.sessions.add(1, 30000, server.now_ms())
     conn.bind(1, 30000)
     server.connections[1] = conn
+    server.heap.start(clock.seconds())  # the collector as the service sets it up (core.heap)
     return server, conn, clock
 
 
