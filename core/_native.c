@@ -22,12 +22,14 @@
  * core.tree's DataTree._set_data, _create and _delete; anything else (an error, a container, a
  * TTL, an odd value) goes to the Python method before anything is changed.
  *
- * The write pipeline's plumbing (split_frames, requester, submitter, prepper, applier,
- * tree_applier, committer, completer, ms_clock): a read's frames, a write request's intake, the
- * prep's dispatch and its forgetting of applied changes, a txn's apply and commit with its
- * reply, and the completion of replies in request order, reading and writing the slots of the
- * objects they touch (a Layout: a class and its slots' offsets); anything out of the common
- * run goes to the Python function or method before anything is changed.
+ * The request pipeline's plumbing (split_frames, requester, submitter, prepper, applier,
+ * tree_applier, multi_applier, committer, completer, ms_clock): a read's frames, a write
+ * request's intake (a multi's too), a getData or exists without a watch answered from the
+ * node's cached reply, the prep's dispatch (a multi of plain ops included) and its forgetting of
+ * applied changes, a txn's apply (a multi's sub-txns) and commit with its reply, and the
+ * completion of replies in request order, reading and writing the slots of the objects they
+ * touch (a Layout: a class and its slots' offsets); anything out of the common run goes to the
+ * Python function or method before anything is changed.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
