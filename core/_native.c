@@ -60,6 +60,26 @@ slot_offset(PyTypeObject *type, PyObject *name)
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
+/* `count` slot offsets of `type`, by name, as bytes; NULL with an exception. */
+static PyObject *
+slot_offsets(PyObject *type, const char **names, int count)
+{
+    PyObject *offsets = PyBytes_FromStringAndSize(NULL, count * sizeof(Py_ssize_t));
+    if (offsets == NULL)
+        return NULL;
+    Py_ssize_t *off = (Py_ssize_t *)PyBytes_AS_STRING(offsets);
+    for (int i = 0; i < count; i++) {
+        PyObject *name = PyUnicode_FromString(names[i]);
+        off[i] = name == NULL ? -1 : slot_offset((PyTypeObject *)type, name);
+        Py_XDECREF(name);
+        if (off[i] < 0) {
+            Py_DECREF(offsets);
+            return NULL;
+        }
+    }
+    return offsets;
+}
+
 static inline uint32_t
 be32(const unsigned char *p)
 {
@@ -1612,43 +1632,13 @@ txn_encoder(PyObject *module, PyObject *args)
             return NULL;
         }
     }
-    PyObject *offsets = PyBytes_FromStringAndSize(NULL, TX_COUNT * sizeof(Py_ssize_t));
+    PyObject *offsets = slot_offsets(cls, txn_slots, TX_COUNT);
     if (offsets == NULL)
         return NULL;
-    Py_ssize_t *off = (Py_ssize_t *)PyBytes_AS_STRING(offsets);
-    for (int i = 0; i < TX_COUNT; i++) {
-        PyObject *name = PyUnicode_FromString(txn_slots[i]);
-        off[i] = name == NULL ? -1 : slot_offset((PyTypeObject *)cls, name);
-        Py_XDECREF(name);
-        if (off[i] < 0) {
-            Py_DECREF(offsets);
-            return NULL;
-        }
-    }
     return function_of(&encode_txn_def, Py_BuildValue("(ONOOOO)", cls, offsets, bodies, digest, multi, py));
 }
 
 /* -- classes read by their slots ---------------------------------------------------------- */
-
-/* `count` slot offsets of `type`, by name, as bytes; NULL with an exception. */
-static PyObject *
-slot_offsets(PyObject *type, const char **names, int count)
-{
-    PyObject *offsets = PyBytes_FromStringAndSize(NULL, count * sizeof(Py_ssize_t));
-    if (offsets == NULL)
-        return NULL;
-    Py_ssize_t *off = (Py_ssize_t *)PyBytes_AS_STRING(offsets);
-    for (int i = 0; i < count; i++) {
-        PyObject *name = PyUnicode_FromString(names[i]);
-        off[i] = name == NULL ? -1 : slot_offset((PyTypeObject *)type, name);
-        Py_XDECREF(name);
-        if (off[i] < 0) {
-            Py_DECREF(offsets);
-            return NULL;
-        }
-    }
-    return offsets;
-}
 
 /* The attributes of a class that these functions read (and write) by their slots' offsets: the
  * class, and the offsets of the slots named in a layout's list, as made by `layout`. An object
