@@ -2006,17 +2006,78 @@ parent_path_of(PyObject *path, Py_ssize_t cut)
     return cut > 0 ? PyUnicode_Substring(path, 0, cut) : Py_NewRef(str_root);
 }
 
+/* -- paths and ACLs ------------------------------------------------------------------------ */
+
+/* Whether `path` (an exact str) is a valid znode path as core.paths.validate_path checks it:
+ * "/" alone, or "/"-led segments, none empty, "." or "..", of no refused character (U+0000-001F,
+ * U+007F-009F, U+D800-F8FF, U+FFF0 and up: PathUtils' per UTF-16 unit). */
+static int
+path_is_valid(PyObject *path)
+{
+    Py_ssize_t len = PyUnicode_GET_LENGTH(path);
+    int kind = PyUnicode_KIND(path);
+    const void *d = PyUnicode_DATA(path);
+    if (len == 0 || PyUnicode_READ(kind, d, 0) != '/')
+        return 0;
+    if (len == 1)
+        return 1;
+    Py_ssize_t start = 1;  /* the current segment's first character */
+    for (Py_ssize_t i = 1; i <= len; i++) {
+        Py_UCS4 c = i < len ? PyUnicode_READ(kind, d, i) : '/';
+        if (c == '/') {
+            Py_ssize_t n = i - start;
+            if (n == 0 || (n <= 2 && PyUnicode_READ(kind, d, start) == '.'
+                           && (n == 1 || PyUnicode_READ(kind, d, start + 1) == '.')))
+                return 0;
+            start = i + 1;
+        } else if (c <= 0x1f || (c >= 0x7f && c <= 0x9f) || (c >= 0xd800 && c <= 0xf8ff) || c >= 0xfff0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+valid_path(PyObject *module, PyObject *path)
+{
+    if (!PyUnicode_Check(path))
+        return PyErr_Format(PyExc_TypeError, "valid_path(path): a str");
+    return PyBool_FromLong(path_is_valid(path));
+}
+
+/* Whether `acl` (a tuple of ACL records) names world:anyone in every entry; 0 when that is not
+ * certain. Such an ACL fixes up the same on every server and connection. */
+static int
+only_world(PyObject *acl)
+{
+    if (!PyTuple_CheckExact(acl))
+        return 0;
+    int all = 1;
+    for (Py_ssize_t i = 0; all && i < PyTuple_GET_SIZE(acl); i++) {
+        PyObject *id = attr_or_null(PyTuple_GET_ITEM(acl, i), str_id);
+        PyObject *scheme = id == NULL ? NULL : attr_or_null(id, str_scheme);
+        PyObject *name = id == NULL ? NULL : attr_or_null(id, str_id);
+        all = str_is(scheme, "world") && str_is(name, "anyone");
+        Py_XDECREF(id);
+        Py_XDECREF(scheme);
+        Py_XDECREF(name);
+    }
+    return all;
+}
+
 /* -- create prep -------------------------------------------------------------------------- */
 
 /* create(prep, t, rec, request, zxid) for core.prep's Prep._create, in its common case: a plain
  * create or create2 (persistent or ephemeral, sequential or not) under a node of the tree or of
  * a pending change that exists, has no ephemeral owner and lets world:anyone create children,
- * of a path that is not taken. The ACL is fixed up and the path validated by the Python
- * functions (AccessControl.fixup, validate_path); the change records and the CreateTxn are the
- * Python method's. Every other call, and any error, goes to the Python method before anything
- * is recorded. The function's `self` is the tuple made by create_prepper. */
+ * of a path that is not taken. The ACL is fixed up by AccessControl.fixup, but for the last
+ * world:anyone list that fixed up to itself (an interned one, fixed up alike for every server
+ * and connection), which is taken as it is; the path is validated as validate_path does; the
+ * change records and the CreateTxn are the Python method's. Every other call, and any error,
+ * goes to the Python method before anything is recorded. The function's `self` is the tuple
+ * made by create_prepper. */
 enum { CP_VIEW, CP_CHANGE, CP_CHANGE_OFFSETS, CP_REQUEST, CP_REQUEST_OFFSETS, CP_TXN, CP_PY, CP_PERM, CP_OPEN,
-       CP_TYPES, CP_VALIDATE, CP_PREP, CP_TREE, CP_COUNT };
+       CP_TYPES, CP_FIXED, CP_PREP, CP_TREE, CP_COUNT };
 enum { Q_PATH, Q_DATA, Q_ACL, Q_FLAGS, Q_COUNT };
 static const char *create_request_slots[Q_COUNT] = {"path", "data", "acl", "flags"};
 
@@ -2038,7 +2099,7 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     PyObject *acl_in = SLOT(rec, qoff[Q_ACL]), *flags_o = SLOT(rec, qoff[Q_FLAGS]);
     PrepParts pp = {NULL, NULL, NULL, NULL};
     PyObject *access = NULL, *auth = NULL, *acl = NULL, *parent_path = NULL;
-    PyObject *parent = NULL, *name = NULL, *taken = NULL, *ok = NULL;
+    PyObject *parent = NULL, *name = NULL, *taken = NULL;
     PyObject *owner = NULL, *cversion = NULL, *nchildren = NULL, *txn = NULL, *up = NULL, *down = NULL;
     PyObject *result = NULL, *ps[C_COUNT] = {NULL};
     int64_t flags, cv;
@@ -2054,8 +2115,13 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     auth = attr_or_null(request, str_auth);
     if (parent_path == NULL || !prep_parts(prep, spec, CP_PREP, &pp) || access == NULL || auth == NULL)
         goto python;
-    if ((acl = PyObject_CallMethodObjArgs(access, str_fixup, acl_in, auth, NULL)) == NULL)
+    PyObject *fixed = PyTuple_GET_ITEM(spec, CP_FIXED);  /* [the last ACL that fixed up to itself] */
+    if (acl_in == PyList_GET_ITEM(fixed, 0))
+        acl = Py_NewRef(acl_in);
+    else if ((acl = PyObject_CallMethodObjArgs(access, str_fixup, acl_in, auth, NULL)) == NULL)
         goto python;  /* INVALIDACL: the Python method raises it */
+    else if (acl == acl_in && only_world(acl))  /* an interned list, as every connection fixes it up */
+        PyList_SetItem(fixed, 0, Py_NewRef(acl));
     PyObject *parent_prev, *prev;
     parent = pending_record(&pp, parent_path, change_type, coff, &parent_prev);
     if (parent == NULL || parent == Py_None || !record_slots(nv, parent, change_type, coff, ps)
@@ -2070,7 +2136,7 @@ prep_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     } else {
         name = Py_NewRef(path);
     }
-    if (name == NULL || (ok = PyObject_CallOneArg(PyTuple_GET_ITEM(spec, CP_VALIDATE), name)) == NULL)
+    if (name == NULL || !path_is_valid(name))
         goto python;  /* BADARGUMENTS: the Python method raises it */
     taken = pending_record(&pp, name, change_type, coff, &prev);
     if (taken != Py_None)
@@ -2109,7 +2175,6 @@ done:
     Py_XDECREF(parent);
     Py_XDECREF(name);
     Py_XDECREF(taken);
-    Py_XDECREF(ok);
     Py_XDECREF(owner);
     Py_XDECREF(cversion);
     Py_XDECREF(nchildren);
@@ -2122,15 +2187,15 @@ done:
 static PyMethodDef prep_create_def = {"create", (PyCFunction)(void (*)(void))prep_create, METH_FASTCALL,
                                       "create(prep, t, rec, request, zxid) -> CreateTxn."};
 
-/* create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types, validate_path,
- * Prep, DataTree) -> create */
+/* create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types, Prep, DataTree)
+ * -> create */
 static PyObject *
 create_prepper(PyObject *module, PyObject *args)
 {
-    PyObject *view, *change, *request, *txn, *py, *perm, *types, *validate, *prep_cls, *tree_cls;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!O!OO!O!:create_prepper", &NodeViewType, &view, &PyType_Type, &change,
+    PyObject *view, *change, *request, *txn, *py, *perm, *types, *prep_cls, *tree_cls;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!O!O!O!:create_prepper", &NodeViewType, &view, &PyType_Type, &change,
                           &PyType_Type, &request, &PyType_Type, &txn, &py, &PyLong_Type, &perm,
-                          &PyFrozenSet_Type, &types, &validate, &PyType_Type, &prep_cls, &PyType_Type, &tree_cls))
+                          &PyFrozenSet_Type, &types, &PyType_Type, &prep_cls, &PyType_Type, &tree_cls))
         return NULL;
     PyObject *change_offsets = slot_offsets(change, change_slots, C_COUNT);
     PyObject *request_offsets = change_offsets == NULL ? NULL : slot_offsets(request, create_request_slots, Q_COUNT);
@@ -2139,8 +2204,8 @@ create_prepper(PyObject *module, PyObject *args)
         return NULL;
     }
     return function_of(&prep_create_def, Py_BuildValue(
-        "(OONONOOO[Oi]OONN)", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1,
-        types, validate, layout(prep_cls, prep_fields, PF_COUNT), layout(tree_cls, tree_fields, TF_COUNT)));
+        "(OONONOOO[Oi]O[O]NN)", view, change, change_offsets, request, request_offsets, txn, py, perm, Py_None, -1,
+        types, Py_None, layout(prep_cls, prep_fields, PF_COUNT), layout(tree_cls, tree_fields, TF_COUNT)));
 }
 
 /* -- delete prep -------------------------------------------------------------------------- */
@@ -2364,15 +2429,39 @@ set_data_applier(PyObject *module, PyObject *args)
 /* create(tree, t, body, client_id, zxid, time) for core.tree's DataTree._create, in its common
  * case: a create or create2's CreateTxn of plain values for a persistent node at a path not
  * present, under a parent node of plain values. The ACL is interned by the tree's Python method
- * (DataTree.intern_acl); the parent's cversion, pzxid and children, both nodes' parts of the tree
+ * (DataTree.intern_acl; for the ACL object of the create before on the same tree, its result
+ * again: interned_acl); the parent's cversion, pzxid and children, both nodes' parts of the tree
  * digest and the tree's, the listener's two triggers and the new Stat are the Python method's.
  * Every other call goes to the Python method before anything is changed. The function's `self`
  * is the tuple made by create_applier. */
 enum { CA_VIEW, CA_TXN, CA_TXN_OFFSETS, CA_RESULT, CA_PY, CA_TYPES, CA_CREATED, CA_CHILDREN_CHANGED, CA_TREE,
-       CA_COUNT };
+       CA_INTERNED, CA_COUNT };
 enum { K_PATH, K_DATA, K_ACL, K_EPHEMERAL, K_PARENT_CVERSION, K_COUNT };
 static const char *create_txn_slots[K_COUNT] = {"path", "data", "acl", "ephemeral", "parentCVersion"};
 static PyObject *str_intern_acl;
+
+/* tree.intern_acl(acl) (a new reference; NULL with its exception), but for the ACL object the
+ * last call was made with on the same tree: `cache` is [a weak reference to that tree, the ACL,
+ * its result]. The tree gives the same object an ACL always the same result. */
+static PyObject *
+interned_acl(PyObject *cache, PyObject *tree, PyObject *acl)
+{
+    PyObject *ref = PyList_GET_ITEM(cache, 0);
+    if (ref != Py_None && PyWeakref_GetObject(ref) == tree && PyList_GET_ITEM(cache, 1) == acl)
+        return Py_NewRef(PyList_GET_ITEM(cache, 2));
+    PyObject *found = PyObject_CallMethodOneArg(tree, str_intern_acl, acl);
+    if (found == NULL)
+        return NULL;
+    PyObject *tree_ref = PyWeakref_NewRef(tree, NULL);
+    if (tree_ref == NULL) {
+        PyErr_Clear();  /* a tree without weak references: not remembered */
+        return found;
+    }
+    PyList_SetItem(cache, 0, tree_ref);
+    PyList_SetItem(cache, 1, Py_NewRef(acl));
+    PyList_SetItem(cache, 2, Py_NewRef(found));
+    return found;
+}
 
 static PyObject *
 apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
@@ -2422,7 +2511,7 @@ apply_create(PyObject *spec, PyObject *const *args, Py_ssize_t nargs)
     int raise = cv > pv[N_CVERSION];
     if (raise && cv > INT32_MAX)
         goto python;
-    if ((acl = PyObject_CallMethodOneArg(tree, str_intern_acl, acl_in)) == NULL)
+    if ((acl = interned_acl(PyTuple_GET_ITEM(spec, CA_INTERNED), tree, acl_in)) == NULL)
         goto done;  /* as the Python method raises it */
     if ((name = PyUnicode_Substring(path, cut + 1, len)) == NULL)
         goto done;
@@ -2525,8 +2614,8 @@ create_applier(PyObject *module, PyObject *args)
     if (offsets == NULL)
         return NULL;
     return function_of(&apply_create_def,
-                       Py_BuildValue("(OONOOOOON)", view, txn, offsets, result, py, types, created, changed,
-                                     layout(tree, tree_fields, TF_COUNT)));
+                       Py_BuildValue("(OONOOOOON[OOO])", view, txn, offsets, result, py, types, created, changed,
+                                     layout(tree, tree_fields, TF_COUNT), Py_None, Py_None, Py_None));
 }
 
 /* -- delete apply ------------------------------------------------------------------------- */
@@ -3849,8 +3938,8 @@ static PyMethodDef module_methods[] = {
      "set_data_prepper(node_view, Change, SetDataRequest, SetDataTxn, py_set_data, perm_write, Prep, DataTree) "
      "-> set_data(prep, t, rec, request, zxid)."},
     {"create_prepper", create_prepper, METH_VARARGS,
-     "create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types, validate_path, Prep, "
-     "DataTree) -> create(prep, t, rec, request, zxid)."},
+     "create_prepper(node_view, Change, CreateRequest, CreateTxn, py_create, perm_create, types, Prep, DataTree) "
+     "-> create(prep, t, rec, request, zxid)."},
     {"delete_prepper", delete_prepper, METH_VARARGS,
      "delete_prepper(node_view, Change, DeleteRequest, DeleteTxn, py_delete, perm_delete, Prep, DataTree) "
      "-> delete(prep, t, rec, request, zxid)."},
@@ -3884,6 +3973,7 @@ static PyMethodDef module_methods[] = {
      "submitter(OwedWrite, ServerConnection, ZKServer, py_submit) -> submit(server, conn, xid, op, record, frame)."},
     {"applier", applier, METH_VARARGS, "applier(Prep, Change, py_applied) -> applied(prep, zxid)."},
     {"ms_clock", ms_clock, METH_O, "ms_clock(seconds) -> now_ms(): int(seconds() * 1000)."},
+    {"valid_path", valid_path, METH_O, "valid_path(path) -> whether core.paths.validate_path takes it."},
     {"instancemethod", instancemethod, METH_O,
      "instancemethod(f): a descriptor that binds f to an instance as a function does."},
     {NULL},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from core import native
 from core.errors import Code, ZKError
 
 # PathUtils' refused characters, per UTF-16 unit: U+0000-001F, U+007F-009F, U+D800-F8FF,
@@ -16,6 +17,14 @@ from core.errors import Code, ZKError
 _BAD = "\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\U0010ffff"
 # "/" alone, or segments of allowed characters, none empty, "." or "..".
 _VALID = re.compile(f"/|(?:/(?!\\.\\.?(?:/|$))[^/{_BAD}]+)+")
+
+
+def py_valid_path(path: str) -> bool:
+    """Whether `path` is a valid znode path (in C with the accelerator: `valid_path`)."""
+    return _VALID.fullmatch(path) is not None
+
+
+valid_path = py_valid_path if native.MODULE is None else native.MODULE.valid_path
 
 
 def validate_path(path: str | None, sequential: bool = False) -> None:
@@ -26,7 +35,7 @@ def validate_path(path: str | None, sequential: bool = False) -> None:
         raise ZKError(Code.BADARGUMENTS)
     if sequential:
         path += "1"
-    if _VALID.fullmatch(path) is None:
+    if not valid_path(path):
         raise ZKError(Code.BADARGUMENTS, path)
 
 

@@ -419,6 +419,6 @@ if native.MODULE is not None and NODE_VIEW is not None:
         NODE_VIEW, _Change, SetDataRequest, SetDataTxn, PY_SET_DATA, int(_PERM_WRITE), Prep, DataTree))
     Prep._create = native.method(native.MODULE.create_prepper(  # type: ignore[method-assign]
         NODE_VIEW, _Change, CreateRequest, CreateTxn, PY_CREATE, int(_PERM_CREATE),
-        frozenset({OpCode.create, OpCode.create2}), validate_path, Prep, DataTree))
+        frozenset({OpCode.create, OpCode.create2}), Prep, DataTree))
     Prep._delete = native.method(native.MODULE.delete_prepper(  # type: ignore[method-assign]
         NODE_VIEW, _Change, DeleteRequest, DeleteTxn, PY_DELETE, int(_PERM_DELETE), Prep, DataTree))

@@ -22,7 +22,7 @@ from core.jute import Record, _jute_kind
 from core.records import ACL, ACL_LISTS, CreateRequest, DeleteRequest, Id, SetDataRequest
 from core.opcodes import OpCode
 from core.records import MultiHeader, SetDataTxn, TxnDigest
-from core.paths import validate_path
+from core.paths import py_valid_path
 from core.prep import PY_CREATE, PY_DELETE, PY_SET_DATA, Prep, _Change
 from core.requests import MULTI_OPS, MULTI_READ_OPS, decode_multi, py_decode_multi
 from core.sessions import SessionTracker
@@ -449,7 +449,7 @@ def test_a_plain_create_is_prepped_without_the_python_method() -> None:
     assert native.MODULE is not None
     create = native.MODULE.create_prepper(NODE_VIEW, _Change, CreateRequest, core.records.CreateTxn,
                                           _handed_to_python, 4, frozenset({OpCode.create, OpCode.create2}),
-                                          validate_path, Prep, DataTree)
+                                          Prep, DataTree)
     prep = _prep_from(({"/a": ((4, tuple(_OPEN), frozenset("x"), 3, 0), None)}, False))
     request = Request(5, 6, OpCode.create, None, b"", [])
     made = [create(prep, OpCode.create, CreateRequest("/a/s", b"v", list(_OPEN), flags), request, zxid)
@@ -579,6 +579,19 @@ def test_a_plain_create_is_applied_without_the_python_method() -> None:
     assert node.digest == py_node_digest("/a", node)
     assert tree.digest == (digest + node.digest + root.digest - py_node_digest("/", DataTree().nodes["/"])) % 2**64
     assert tree.listener.calls == [("/a", 1, 2, node.acl), ("/", 4, 2, root.acl)]  # type: ignore[attr-defined]
+
+
+@needs_native
+def test_each_tree_keeps_its_own_acls_when_creates_alternate_between_trees() -> None:
+    """The C create remembers the last ACL it interned, for that tree only."""
+    acl = (ACL(5, Id("digest", "u:x")),)
+    given = list(acl)  # one object in every txn
+    trees = [DataTree(), DataTree(), DataTree()]
+    for i, tree in enumerate(trees * 2):
+        tree.apply(Txn(1, 1, 10 + i, 0, OpCode.create, core.records.CreateTxn(f"/n{i}", b"", given, False, -1)))
+    for tree in trees:
+        assert all(node.acl is tree.intern_acl(acl) for path, node in tree.nodes.items() if path.startswith("/n"))
+    assert trees[0].intern_acl(acl) is not trees[1].intern_acl(acl)
 
 
 @needs_native
@@ -719,3 +732,19 @@ def test_the_unit_suite_passes_on_the_pure_python_path() -> None:
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/unit"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+_PATH_CHARS = st.sampled_from(["/", ".", "a", "\x00", "\x1f", " ", "\x7f", "\x9f", "\xa0", "\ud7ff", "\ud800",
+                               "\uf8ff", "\uf900", "\uffef", "\ufff0", "\U0001f600", "é"])
+
+
+_SEGMENTS = st.sampled_from(["", ".", "..", "...", ".a", "a.", "a", "é", "a\x00", "\x7fb", "\ud800", "\ufff0", "\U0001f600"])
+
+
+@needs_native
+@settings(max_examples=500)
+@given(path=st.lists(_PATH_CHARS, max_size=8).map("".join) | st.text(max_size=8)
+       | st.tuples(st.sampled_from(["", "/", "//"]), st.lists(_SEGMENTS, max_size=4)).map(lambda p: p[0] + "/".join(p[1])))
+def test_paths_are_validated_in_c_as_in_python(path: str) -> None:
+    assert native.MODULE is not None
+    assert native.MODULE.valid_path(path) == py_valid_path(path)
