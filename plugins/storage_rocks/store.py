@@ -2,9 +2,11 @@
 its write-ahead log (where every durable write is synced) at ``dataLogDir/rocksdb/wal/`` when
 dataLogDir is set to another directory, as ZooKeeper puts its transaction log there.
 
-Writes that must be durable use WriteOptions with sync=True when forceSync (the default); with
-forceSync=no they survive a crash of the process but not of the machine. RocksDB's WAL keeps
-writes in order, so a crash loses at most a suffix of them.
+Writes that must be durable are, when forceSync (the default), written and then the WAL synced
+(FlushWAL with sync, durable as a write with sync=True: rocksdict holds the GIL through a synced
+write, which stopped the reactor thread for as long as each sync took, and lets it go through
+FlushWAL); with forceSync=no they survive a crash of the process but not of the machine.
+RocksDB's WAL keeps writes in order, so a crash loses at most a suffix of them.
 
 Keys (zxids as 8 bytes big-endian, so byte order is zxid order) and the rules kept here:
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -105,6 +108,10 @@ def _txns(key: bytes, value: bytes) -> list[tuple[int, bytes]] | None:
 class RocksStore:
     """The Store protocol over one RocksDB database, keys as described in the module."""
 
+    # save_snapshot may run beside the other calls (RocksDB takes writes from several threads):
+    # the log's appends go on meanwhile; truncate_after, purge and close wait for it
+    snapshots_aside = True
+
     def __init__(self, data_dir: str | os.PathLike[str] | None,
                  force_sync: bool = True, log_dir: str | os.PathLike[str] | None = None) -> None:
         self._data_dir = data_dir
@@ -112,9 +119,8 @@ class RocksStore:
         self._force_sync = force_sync
         self._path = ""
         self._db: Rdict | None = None
-        self._sync = WriteOptions()
-        self._sync.sync = force_sync
         self._nosync = WriteOptions()
+        self._snapshot_lock = threading.Lock()  # held by save_snapshot, truncate_after, purge, close
         self._no_wal = WriteOptions()
         # a property, which rocksdict's stub declares as a method
         self._no_wal.disable_wal = True  # type: ignore[method-assign, assignment]
@@ -165,10 +171,11 @@ class RocksStore:
         return last
 
     def close(self) -> None:
-        """Flush and close the database."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Flush and close the database (once a snapshot being saved is)."""
+        with self._snapshot_lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def _opened(self) -> Rdict:
         if self._db is None:
@@ -176,9 +183,13 @@ class RocksStore:
         return self._db
 
     def _write(self, batch: WriteBatch, options: WriteOptions | None = None) -> None:
-        """Apply a batch atomically (synced when forceSync); a failure becomes StoreError."""
+        """Apply a batch atomically, durable when forceSync (see the module doc), or as
+        `options` say; a failure becomes StoreError."""
         try:
-            self._opened().write(batch, options or self._sync)
+            db = self._opened()
+            db.write(batch, options or self._nosync)
+            if options is None and self._force_sync:
+                db.flush_wal(True)
         except StoreError:
             raise
         except Exception as e:  # rocksdict raises plain Exceptions carrying RocksDB's status
@@ -234,12 +245,13 @@ class RocksStore:
     def truncate_after(self, zxid: int) -> None:
         """Delete every txn and every snapshot above `zxid`, in one synced WriteBatch; the
         batch holding zxid + 1 keeps its txns up to `zxid`, under the last of them."""
-        batch = WriteBatch(raw_mode=True)
-        for prefix in (LOG, BATCH, CHUNK, DONE):
-            batch.delete_range(_key(prefix, zxid + 1), _end(prefix))
-        self._cut(batch, zxid, keep_above=False)
-        self._write(batch)
-        self._last = self._edge_zxid()
+        with self._snapshot_lock:
+            batch = WriteBatch(raw_mode=True)
+            for prefix in (LOG, BATCH, CHUNK, DONE):
+                batch.delete_range(_key(prefix, zxid + 1), _end(prefix))
+            self._cut(batch, zxid, keep_above=False)
+            self._write(batch)
+            self._last = self._edge_zxid()
 
     def _cut(self, batch: WriteBatch, zxid: int, keep_above: bool) -> None:
         """Add to `batch` the rewrite of the batch record holding zxid + 1, if it holds zxid too:
@@ -266,7 +278,11 @@ class RocksStore:
 
     def save_snapshot(self, zxid: int, chunks: Iterable[bytes]) -> None:
         """Write the chunks one key each past the WAL, flush them, then write the snapshot's
-        snapdone/ key, synced."""
+        snapdone/ key, synced (beside the log's appends: `snapshots_aside`)."""
+        with self._snapshot_lock:
+            self._save_snapshot(zxid, chunks)
+
+    def _save_snapshot(self, zxid: int, chunks: Iterable[bytes]) -> None:
         prefix = _key(CHUNK, zxid)
         batch = WriteBatch(raw_mode=True)
         batch.delete(_key(DONE, zxid))
@@ -312,6 +328,10 @@ class RocksStore:
         incomplete snapshots go too. One synced WriteBatch."""
         if retain_count < 1:
             raise ValueError("retain_count must be at least 1")
+        with self._snapshot_lock:
+            self._purge(retain_count)
+
+    def _purge(self, retain_count: int) -> None:
         kept = self._snapshot_zxids()[-retain_count:]
         if not kept:
             return

@@ -365,9 +365,10 @@ class TestRocksStoreWithDataLogDir(StoreSuite):
         stores.close(store)
 
 
-def test_sqlite_appends_go_on_while_a_snapshot_is_saved_aside(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hooks", [sqlite_hooks, rocks_hooks], ids=["sqlite", "rocksdb"])
+def test_appends_go_on_while_a_snapshot_is_saved_aside(hooks: object, tmp_path: Path) -> None:
     """`snapshots_aside`: save_snapshot on another thread holds no lock an append needs."""
-    store = maker(spec(sqlite_hooks).factory)(tmp_path)
+    store = maker(spec(hooks).factory)(tmp_path)
     assert store.snapshots_aside
     halfway, resume = threading.Event(), threading.Event()
 
@@ -388,6 +389,35 @@ def test_sqlite_appends_go_on_while_a_snapshot_is_saved_aside(tmp_path: Path) ->
         resume.set()
         saver.join(10)
     assert store.load_snapshot() == (7, b"a" * (1 << 20) + b"b" * 1000)
+    store.close()
+
+
+@pytest.mark.parametrize("hooks", [sqlite_hooks, rocks_hooks], ids=["sqlite", "rocksdb"])
+def test_purge_waits_for_a_snapshot_being_saved_aside(hooks: object, tmp_path: Path) -> None:
+    """A purge meanwhile would take the unfinished snapshot's chunks for an abandoned save's."""
+    store = maker(spec(hooks).factory)(tmp_path)
+    store.append(txns(1, 2))
+    halfway, resume = threading.Event(), threading.Event()
+
+    def chunks() -> Iterator[bytes]:
+        yield b"a" * (1 << 20)
+        halfway.set()
+        assert resume.wait(10)
+        yield b"b" * 1000
+
+    saver = threading.Thread(target=store.save_snapshot, args=(2, chunks()))
+    saver.start()
+    purger = threading.Thread(target=store.purge, args=(1,))
+    try:
+        assert halfway.wait(10)
+        purger.start()
+        purger.join(0.2)  # bounded: it must still be waiting
+        assert purger.is_alive()
+    finally:
+        resume.set()
+        saver.join(10)
+        purger.join(10)
+    assert store.load_snapshot() == (2, b"a" * (1 << 20) + b"b" * 1000)
     store.close()
 
 
