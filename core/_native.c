@@ -1730,12 +1730,15 @@ str_is(PyObject *v, const char *s)
 }
 
 /* The perms world:anyone holds in `acl` (a tuple of ACL records): every perm when it is empty
- * (AccessControl.allowed's first steps); -1 when that is not certain. */
+ * (AccessControl.allowed's first steps); -1 when that is not certain. `*only_world` tells
+ * whether every entry names world:anyone. */
 static int64_t
-world_perms(PyObject *acl)
+world_perms(PyObject *acl, int *only_world)
 {
+    *only_world = 0;
     if (!PyTuple_CheckExact(acl))
         return -1;
+    *only_world = 1;
     if (PyTuple_GET_SIZE(acl) == 0)
         return INT32_MAX;
     int64_t mask = 0;
@@ -1748,6 +1751,8 @@ world_perms(PyObject *acl)
         int ok = perms != NULL && as_int64(perms, INT32_MIN, INT32_MAX, &p) && scheme != NULL && name != NULL;
         if (ok && str_is(scheme, "world") && str_is(name, "anyone"))
             mask |= p;
+        else
+            *only_world = 0;
         Py_XDECREF(perms);
         Py_XDECREF(id);
         Py_XDECREF(scheme);
@@ -1764,7 +1769,8 @@ static int
 world_allows(PyObject *cache, PyObject *acl, int64_t perm)
 {
     if (PyList_GET_ITEM(cache, 0) != acl) {
-        int64_t mask = world_perms(acl);
+        int only_world;
+        int64_t mask = world_perms(acl, &only_world);
         PyObject *m = PyLong_FromLongLong(mask);
         if (m == NULL) {
             PyErr_Clear();
@@ -2050,19 +2056,8 @@ valid_path(PyObject *module, PyObject *path)
 static int
 only_world(PyObject *acl)
 {
-    if (!PyTuple_CheckExact(acl))
-        return 0;
-    int all = 1;
-    for (Py_ssize_t i = 0; all && i < PyTuple_GET_SIZE(acl); i++) {
-        PyObject *id = attr_or_null(PyTuple_GET_ITEM(acl, i), str_id);
-        PyObject *scheme = id == NULL ? NULL : attr_or_null(id, str_scheme);
-        PyObject *name = id == NULL ? NULL : attr_or_null(id, str_id);
-        all = str_is(scheme, "world") && str_is(name, "anyone");
-        Py_XDECREF(id);
-        Py_XDECREF(scheme);
-        Py_XDECREF(name);
-    }
-    return all;
+    int all;
+    return world_perms(acl, &all) >= 0 && all;
 }
 
 /* -- create prep -------------------------------------------------------------------------- */

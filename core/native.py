@@ -3,13 +3,14 @@
 `core/_native.c` (built by `pip install` where a C compiler and Python's headers are, which
 setup.py marks optional) gives in C: a jute record's codec (core.jute), a txn's log-entry bytes
 (core.txn), a znode's digest, Stat bytes and snapshot records, written and read (core.tree,
-core.snapshot), the common cases of setData, create and delete, prepped (core.prep) and
-applied (core.tree), the plumbing every write shares (core.connection's frame split,
-core.server's request intake, submit, commit and reply completion, core.prep's dispatch,
-core.tree's apply, the server's millisecond clock), and the constructors of the slotted
-dataclasses made per write (`fast_constructor`). Each C function hands anything it does not handle exactly as the Python
-code does (a value out of range, an unusual type, a record out of the common run) to the Python
-code it stands in for, so results and errors are the Python code's. `MODULE` is None where it
+core.snapshot), the common cases of setData, create and delete and multis of them, prepped
+(core.prep) and applied (core.tree), a znode path's validation (core.paths), the plumbing every
+request shares (core.connection's frame split, core.server's request intake with its plain
+getData and exists, submit, commit and reply completion, core.prep's dispatch, core.tree's
+apply, the server's millisecond clock), and the constructors of the slotted dataclasses made
+per write (`fast_constructor`). Each C function hands anything it does not handle exactly as
+the Python code does (a value out of range, an unusual type, a record out of the common run) to
+the Python code it stands in for, so results and errors are the Python code's. `MODULE` is None where it
 was not built, or with ZKSERVER_PURE_PYTHON=1 in the environment: then the server runs the
 Python code alone, as the tests check.
 """

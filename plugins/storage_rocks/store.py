@@ -280,28 +280,25 @@ class RocksStore:
         """Write the chunks one key each past the WAL, flush them, then write the snapshot's
         snapdone/ key, synced (beside the log's appends: `snapshots_aside`)."""
         with self._snapshot_lock:
-            self._save_snapshot(zxid, chunks)
-
-    def _save_snapshot(self, zxid: int, chunks: Iterable[bytes]) -> None:
-        prefix = _key(CHUNK, zxid)
-        batch = WriteBatch(raw_mode=True)
-        batch.delete(_key(DONE, zxid))
-        batch.delete_range(prefix, _key(CHUNK, zxid + 1))
-        self._write(batch, self._nosync)
-        crc = size = seq = 0
-        for chunk in chunks:
-            if not chunk:
-                continue
+            prefix = _key(CHUNK, zxid)
             batch = WriteBatch(raw_mode=True)
-            batch.put(prefix + _SEQ.pack(seq), bytes(chunk))
-            self._write(batch, self._no_wal)
-            crc = zlib.crc32(chunk, crc)
-            size += len(chunk)
-            seq += 1
-        self._flush()
-        batch = WriteBatch(raw_mode=True)
-        batch.put(_key(DONE, zxid), _HEAD.pack(size, crc, seq))
-        self._write(batch)
+            batch.delete(_key(DONE, zxid))
+            batch.delete_range(prefix, _key(CHUNK, zxid + 1))
+            self._write(batch, self._nosync)
+            crc = size = seq = 0
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                batch = WriteBatch(raw_mode=True)
+                batch.put(prefix + _SEQ.pack(seq), bytes(chunk))
+                self._write(batch, self._no_wal)
+                crc = zlib.crc32(chunk, crc)
+                size += len(chunk)
+                seq += 1
+            self._flush()
+            batch = WriteBatch(raw_mode=True)
+            batch.put(_key(DONE, zxid), _HEAD.pack(size, crc, seq))
+            self._write(batch)
 
     def load_snapshot(self) -> tuple[int, bytes] | None:
         """The newest complete snapshot whose size, CRC and chunk count match, or None;
@@ -329,24 +326,21 @@ class RocksStore:
         if retain_count < 1:
             raise ValueError("retain_count must be at least 1")
         with self._snapshot_lock:
-            self._purge(retain_count)
-
-    def _purge(self, retain_count: int) -> None:
-        kept = self._snapshot_zxids()[-retain_count:]
-        if not kept:
-            return
-        batch = WriteBatch(raw_mode=True)
-        low = 0
-        for zxid in kept:
-            batch.delete_range(_key(DONE, low), _key(DONE, zxid))
-            batch.delete_range(_key(CHUNK, low), _key(CHUNK, zxid))
-            low = zxid + 1
-        batch.delete_range(_key(CHUNK, low), _end(CHUNK))
-        for prefix in (LOG, BATCH):
-            batch.delete_range(_key(prefix, 0), _key(prefix, kept[0] + 1))
-        self._cut(batch, kept[0], keep_above=True)
-        self._write(batch)
-        self._last = self._edge_zxid()
+            kept = self._snapshot_zxids()[-retain_count:]
+            if not kept:
+                return
+            batch = WriteBatch(raw_mode=True)
+            low = 0
+            for zxid in kept:
+                batch.delete_range(_key(DONE, low), _key(DONE, zxid))
+                batch.delete_range(_key(CHUNK, low), _key(CHUNK, zxid))
+                low = zxid + 1
+            batch.delete_range(_key(CHUNK, low), _end(CHUNK))
+            for prefix in (LOG, BATCH):
+                batch.delete_range(_key(prefix, 0), _key(prefix, kept[0] + 1))
+            self._cut(batch, kept[0], keep_above=True)
+            self._write(batch)
+            self._last = self._edge_zxid()
 
     # -- metadata and description -------------------------------------------------------------
 
